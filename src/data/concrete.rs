@@ -1,0 +1,276 @@
+//! Concrete Crack Images for Classification (Özgenel 2018, Mendeley Data
+//! doi:10.17632/5y9wdsg2zt.2): `Negative/` (no crack, the normal class, label 0) and
+//! `Positive/` (crack, label 1), 20,000 RGB JPEGs of 227x227 each.
+//!
+//! The paper shrinks them to 32x32 RGB without naming a filter. We use the `image` crate's
+//! `Triangle` filter: bilinear weights whose support widens with the scale factor, i.e. an
+//! antialiased bilinear downscale like Pillow's `BILINEAR` (a plain 2x2 bilinear sample at
+//! a 7x reduction would alias crack edges away). Decoding 40,000 JPEGs takes minutes, so the
+//! result is packed once into a cache file keyed by the folder listing (names and sizes)
+//! and later loads read that. The paper's split is a seeded random 80/20 train/test split of
+//! the pooled images.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use sha2::{Digest, Sha256};
+
+use super::files::write_atomic;
+use super::{DataError, Dataset, DatasetName, ImageSet};
+
+/// Side of the square the images are resized to (the paper's 32x32).
+pub const CONCRETE_SIDE: usize = 32;
+const CHANNELS: usize = 3;
+/// Class folders in label order.
+pub const CLASS_DIRS: [&str; 2] = ["Negative", "Positive"];
+const CACHE_MAGIC: &[u8; 8] = b"EIDNCC01";
+const CACHE_HEADER: usize = 8 + 4 + 4 + 32;
+
+#[derive(Clone, Debug)]
+pub struct ConcreteOptions {
+    /// Seed of the 80/20 split.
+    pub seed: u64,
+    /// Fraction of the pooled images that goes to training (the paper: 0.8).
+    pub train_fraction: f64,
+    /// Folder for the packed cache; `None` puts it beside the class folders.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl ConcreteOptions {
+    pub fn new(seed: u64) -> Self {
+        ConcreteOptions {
+            seed,
+            train_fraction: 0.8,
+            cache_dir: None,
+        }
+    }
+}
+
+pub fn class_names() -> Vec<String> {
+    vec!["negative".into(), "positive".into()]
+}
+
+/// Cache file name for the current side length.
+pub fn cache_file_name() -> String {
+    format!("eidn-concrete-{CONCRETE_SIDE}x{CONCRETE_SIDE}.bin")
+}
+
+/// Loads the dataset from `dir` (holding `Negative/` and `Positive/`), from the cache when
+/// it matches the folder listing, and splits it with `options.seed`.
+pub fn load(dir: &Path, options: &ConcreteOptions) -> Result<Dataset, DataError> {
+    let files = list_images(dir)?;
+    let fingerprint = fingerprint(&files);
+    let cache = options
+        .cache_dir
+        .as_deref()
+        .unwrap_or(dir)
+        .join(cache_file_name());
+    let all = match read_cache(&cache, &fingerprint)? {
+        Some(set) if set.len() == files.len() => set,
+        _ => {
+            let set = decode_all(&files)?;
+            if let Err(e) = write_cache(&cache, &fingerprint, &set) {
+                // The data is still good; only the next load will be slower.
+                eprintln!("warning: could not write the Concrete Cracks cache: {e}");
+            }
+            set
+        }
+    };
+    let (train_idx, test_idx) = split_indices(all.len(), options.train_fraction, options.seed);
+    Ok(Dataset {
+        name: DatasetName::Concrete,
+        train: all.select(&train_idx),
+        test: all.select(&test_idx),
+    })
+}
+
+/// Seeded shuffle of `0..n`, cut at `train_fraction`; each part sorted so that sets keep
+/// the folder order.
+pub fn split_indices(n: usize, train_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(seed));
+    let n_train = ((n as f64) * train_fraction).round() as usize;
+    let mut test = idx.split_off(n_train.min(n));
+    idx.sort_unstable();
+    test.sort_unstable();
+    (idx, test)
+}
+
+/// `(path, size, label)` of every JPEG, class by class, sorted by name.
+pub(crate) fn list_images(dir: &Path) -> Result<Vec<(PathBuf, u64, u8)>, DataError> {
+    let mut out = Vec::new();
+    for (label, class) in CLASS_DIRS.iter().enumerate() {
+        let folder = dir.join(class);
+        let entries = std::fs::read_dir(&folder).map_err(|_| DataError::Missing {
+            dataset: "concrete",
+            what: format!("folder {class}/"),
+            dir: dir.to_path_buf(),
+            hint: missing_hint(),
+        })?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| DataError::io(&folder, e))?;
+            let path = entry.path();
+            let is_jpeg = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"));
+            if is_jpeg {
+                let len = entry.metadata().map_err(|e| DataError::io(&path, e))?.len();
+                files.push((path, len, label as u8));
+            }
+        }
+        if files.is_empty() {
+            return Err(DataError::Missing {
+                dataset: "concrete",
+                what: format!("JPEG files in {class}/"),
+                dir: dir.to_path_buf(),
+                hint: missing_hint(),
+            });
+        }
+        files.sort();
+        out.extend(files);
+    }
+    Ok(out)
+}
+
+pub(crate) fn missing_hint() -> String {
+    "Download the archive with `eidn data fetch --dataset concrete` (or from \
+     https://data.mendeley.com/datasets/5y9wdsg2zt/2) and extract it so that Negative/ and \
+     Positive/ sit in this folder (e.g. `unrar x <archive>.rar`)."
+        .into()
+}
+
+fn fingerprint(files: &[(PathBuf, u64, u8)]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for (path, len, label) in files {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        h.update(format!("{label}\t{name}\t{len}\n"));
+    }
+    h.finalize().into()
+}
+
+/// Decodes and resizes every image on all cores.
+fn decode_all(files: &[(PathBuf, u64, u8)]) -> Result<ImageSet, DataError> {
+    let image_len = CHANNELS * CONCRETE_SIDE * CONCRETE_SIDE;
+    let mut pixels = vec![0u8; files.len() * image_len];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(per_thread)
+            .zip(pixels.chunks_mut(per_thread * image_len))
+            .map(|(chunk, out)| {
+                s.spawn(move || -> Result<(), DataError> {
+                    for ((path, _, _), dst) in chunk.iter().zip(out.chunks_exact_mut(image_len)) {
+                        decode_one(path, dst)?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .try_for_each(|h| h.join().expect("JPEG decoder thread panicked"))
+    })?;
+    Ok(ImageSet {
+        pixels,
+        labels: files.iter().map(|f| f.2).collect(),
+        channels: CHANNELS,
+        height: CONCRETE_SIDE,
+        width: CONCRETE_SIDE,
+        class_names: class_names(),
+    })
+}
+
+/// Decodes one image, resizes it to 32x32 RGB and writes it as CHW into `dst`.
+fn decode_one(path: &Path, dst: &mut [u8]) -> Result<(), DataError> {
+    let img = image::open(path).map_err(|source| DataError::Image {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let side = CONCRETE_SIDE as u32;
+    let small = image::imageops::resize(&img.to_rgb8(), side, side, FilterType::Triangle);
+    let plane = CONCRETE_SIDE * CONCRETE_SIDE;
+    for (i, px) in small.pixels().enumerate() {
+        for c in 0..CHANNELS {
+            dst[c * plane + i] = px.0[c];
+        }
+    }
+    Ok(())
+}
+
+fn read_cache(path: &Path, fingerprint: &[u8; 32]) -> Result<Option<ImageSet>, DataError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(DataError::io(path, e)),
+    };
+    let bad = |message: &str| DataError::BadCache {
+        path: path.to_path_buf(),
+        message: format!("{message}; delete it and it will be rebuilt from the JPEGs"),
+    };
+    if bytes.len() < CACHE_HEADER || &bytes[..8] != CACHE_MAGIC {
+        return Err(bad("not an eidn Concrete Cracks cache"));
+    }
+    let side = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let n = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    if &bytes[16..48] != fingerprint || side != CONCRETE_SIDE {
+        // Files changed since the cache was written: rebuild it.
+        return Ok(None);
+    }
+    let image_len = CHANNELS * side * side;
+    if bytes.len() as u64 != CACHE_HEADER as u64 + n as u64 * (1 + image_len as u64) {
+        return Err(bad("length does not match its header"));
+    }
+    let labels = bytes[CACHE_HEADER..CACHE_HEADER + n].to_vec();
+    let pixels = bytes[CACHE_HEADER + n..].to_vec();
+    let set = ImageSet {
+        pixels,
+        labels,
+        channels: CHANNELS,
+        height: side,
+        width: side,
+        class_names: class_names(),
+    };
+    set.check(path)?;
+    Ok(Some(set))
+}
+
+fn write_cache(path: &Path, fingerprint: &[u8; 32], set: &ImageSet) -> Result<(), DataError> {
+    let mut bytes = Vec::with_capacity(CACHE_HEADER + set.labels.len() + set.pixels.len());
+    bytes.extend_from_slice(CACHE_MAGIC);
+    bytes.extend_from_slice(&(set.height as u32).to_le_bytes());
+    bytes.extend_from_slice(&(set.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(fingerprint);
+    bytes.extend_from_slice(&set.labels);
+    bytes.extend_from_slice(&set.pixels);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    }
+    write_atomic(path, &bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_seeded_disjoint_and_80_20() {
+        let (a_train, a_test) = split_indices(1000, 0.8, 7);
+        let (b_train, b_test) = split_indices(1000, 0.8, 7);
+        let (c_train, _) = split_indices(1000, 0.8, 8);
+        assert_eq!((a_train.len(), a_test.len()), (800, 200));
+        assert_eq!((&a_train, &a_test), (&b_train, &b_test));
+        assert_ne!(a_train, c_train);
+        let mut all: Vec<usize> = a_train.iter().chain(&a_test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+}

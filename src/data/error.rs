@@ -1,0 +1,114 @@
+//! The data module's one error type. Every variant names the file (or URL) it is about, so
+//! that a user with a damaged download knows which file to replace.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: not a readable gzip stream: {source}")]
+    Gzip {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: decompresses to more than {limit} bytes; refusing to go on (not a dataset file?)"
+    )]
+    TooLarge { path: PathBuf, limit: u64 },
+    #[error("{path}: bad magic number {found:#010x}, expected {expected:#010x} ({what})")]
+    BadMagic {
+        path: PathBuf,
+        expected: u32,
+        found: u32,
+        what: &'static str,
+    },
+    #[error("{path}: truncated: {actual} bytes, but at least {needed} are needed for the header")]
+    Truncated {
+        path: PathBuf,
+        needed: u64,
+        actual: u64,
+    },
+    #[error("{path}: header says {header}, i.e. {expected} bytes, but the file holds {actual}")]
+    HeaderSizeMismatch {
+        path: PathBuf,
+        header: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{path}: unexpected header: {message}")]
+    BadHeader { path: PathBuf, message: String },
+    #[error("{images}: {n_images} images but {labels} has {n_labels} labels")]
+    CountMismatch {
+        images: PathBuf,
+        labels: PathBuf,
+        n_images: usize,
+        n_labels: usize,
+    },
+    #[error("{path}: {len} bytes is not a whole number of {record_size}-byte records")]
+    RecordSize {
+        path: PathBuf,
+        len: u64,
+        record_size: usize,
+    },
+    #[error("{path}: record {index} has label {label}, but the dataset has {classes} classes")]
+    BadLabel {
+        path: PathBuf,
+        index: usize,
+        label: u8,
+        classes: usize,
+    },
+    #[error("{path}: expected {expected} class names, found {found}")]
+    BadClassNames {
+        path: PathBuf,
+        expected: usize,
+        found: usize,
+    },
+    #[error("{path}: image does not decode: {source}")]
+    Image {
+        path: PathBuf,
+        #[source]
+        source: image::ImageError,
+    },
+    #[error("{archive}: member {member:?} escapes the archive (absolute path or '..'); refusing to read it")]
+    UnsafeArchivePath { archive: PathBuf, member: String },
+    #[error("{path}: {message}")]
+    BadCache { path: PathBuf, message: String },
+    #[error("{dataset}: {what} not found under {dir}. {hint}")]
+    Missing {
+        dataset: &'static str,
+        what: String,
+        dir: PathBuf,
+        hint: String,
+    },
+    #[error("manifest {path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+    #[error("download of {url} failed: {message}")]
+    Download { url: String, message: String },
+    #[error("{path}: SHA-256 {actual} does not match the expected {expected}")]
+    Checksum {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {actual} bytes, expected {expected}")]
+    WrongSize {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        DataError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! eidn: the Enforced Isolation Deep Network (Lappas, Argyriou, Makris) for anomaly detection
+//! in images, and a harness that reproduces the paper's experiments.
+//!
+//! Data flows one way through modules named after the pipeline stages:
+//! `data` -> `model` / `reduce` -> `detect` -> `metrics` -> `experiment` -> `report`.
+//! This version has the `data` stage; the others arrive with their issues.
+
+pub mod data;

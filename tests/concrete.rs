@@ -1,0 +1,141 @@
+//! The Concrete Cracks loader on a small folder of generated JPEGs (the real data is not
+//! available offline): resize to 32x32 RGB, 80/20 seeded split, packed cache, bad JPEGs.
+
+use std::path::Path;
+
+use eidn::data::concrete::{cache_file_name, CLASS_DIRS};
+use eidn::data::{load_concrete, ConcreteOptions, DataError, CONCRETE_SIDE};
+
+/// Writes `per_class` 227x227 JPEGs per class; negatives are flat grey-ish, positives carry
+/// a dark diagonal "crack". Colours vary by index so that images differ.
+fn write_jpegs(dir: &Path, per_class: usize) {
+    for (label, class) in CLASS_DIRS.iter().enumerate() {
+        let folder = dir.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..per_class {
+            let base = 150 + (i as u8) * 5;
+            let img = image::RgbImage::from_fn(227, 227, |x, y| {
+                let on_crack = label == 1 && (x as i32 - y as i32).abs() < 6;
+                if on_crack {
+                    image::Rgb([20, 20, 20])
+                } else {
+                    image::Rgb([base, base - 10, base - 20])
+                }
+            });
+            img.save(folder.join(format!("{:05}.jpg", i + 1))).unwrap();
+        }
+    }
+}
+
+#[test]
+fn loads_resizes_splits_and_caches() {
+    let dir = tempfile::tempdir().unwrap();
+    write_jpegs(dir.path(), 10);
+    let d = load_concrete(dir.path(), &ConcreteOptions::new(3)).unwrap();
+    assert_eq!((d.train.len(), d.test.len()), (16, 4));
+    for set in [&d.train, &d.test] {
+        assert_eq!(
+            (set.channels, set.height, set.width),
+            (3, CONCRETE_SIDE, CONCRETE_SIDE)
+        );
+        assert_eq!(set.class_names, vec!["negative", "positive"]);
+    }
+    let total: Vec<usize> = d
+        .train
+        .class_counts()
+        .iter()
+        .zip(d.test.class_counts())
+        .map(|(a, b)| a + b)
+        .collect();
+    assert_eq!(total, vec![10, 10]);
+
+    // Resizing keeps colour (JPEG error aside) and channel order: a flat negative image of
+    // (150, 140, 130) must come out near those values, R plane first.
+    let neg = d
+        .train
+        .labels
+        .iter()
+        .position(|&l| l == 0)
+        .expect("a negative image in train");
+    let img = d.train.image(neg);
+    let plane = CONCRETE_SIDE * CONCRETE_SIDE;
+    let mean = |c: usize| {
+        img[c * plane..(c + 1) * plane]
+            .iter()
+            .map(|&v| v as f64)
+            .sum::<f64>()
+            / plane as f64
+    };
+    assert!(mean(0) > mean(1) && mean(1) > mean(2), "channel order");
+    assert!(
+        (mean(0) - mean(2) - 20.0).abs() < 6.0,
+        "R-B {}",
+        mean(0) - mean(2)
+    );
+    // A positive image keeps a dark diagonal after the 7x reduction (antialiased, not lost).
+    let pos = d.train.labels.iter().position(|&l| l == 1).unwrap();
+    let p = d.train.image(pos);
+    let diag: f64 = (0..CONCRETE_SIDE)
+        .map(|i| p[i * CONCRETE_SIDE + i] as f64)
+        .sum::<f64>()
+        / 32.0;
+    let corner = p[CONCRETE_SIDE - 1] as f64;
+    assert!(
+        diag + 40.0 < corner,
+        "crack lost: diagonal {diag}, corner {corner}"
+    );
+
+    // Same seed, same split; other seed, other split.
+    let again = load_concrete(dir.path(), &ConcreteOptions::new(3)).unwrap();
+    assert_eq!(again.train, d.train);
+    let other = load_concrete(dir.path(), &ConcreteOptions::new(4)).unwrap();
+    assert_ne!(other.train.pixels, d.train.pixels);
+
+    // The cache exists and is what later loads read: replace a JPEG by same-size garbage
+    // (the listing fingerprint is names and sizes) and the load still succeeds.
+    let cache = dir.path().join(cache_file_name());
+    assert!(cache.is_file());
+    let victim = dir.path().join("Positive/00003.jpg");
+    let len = std::fs::metadata(&victim).unwrap().len() as usize;
+    std::fs::write(&victim, vec![0x42; len]).unwrap();
+    let cached = load_concrete(dir.path(), &ConcreteOptions::new(3)).unwrap();
+    assert_eq!(cached.train, d.train);
+
+    // Without the cache, the broken JPEG is an error naming it.
+    let fresh = tempfile::tempdir().unwrap();
+    let options = ConcreteOptions {
+        cache_dir: Some(fresh.path().to_path_buf()),
+        ..ConcreteOptions::new(3)
+    };
+    let err = load_concrete(dir.path(), &options).unwrap_err();
+    assert!(matches!(err, DataError::Image { .. }), "{err}");
+    assert!(err.to_string().contains("00003.jpg"), "{err}");
+}
+
+#[test]
+fn a_changed_folder_rebuilds_the_cache_and_a_damaged_cache_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    write_jpegs(dir.path(), 5);
+    let first = load_concrete(dir.path(), &ConcreteOptions::new(1)).unwrap();
+    assert_eq!(first.train.len() + first.test.len(), 10);
+    // Removing an image changes the listing: the cache is rebuilt, not trusted.
+    std::fs::remove_file(dir.path().join("Negative/00001.jpg")).unwrap();
+    let second = load_concrete(dir.path(), &ConcreteOptions::new(1)).unwrap();
+    assert_eq!(second.train.len() + second.test.len(), 9);
+
+    let cache = dir.path().join(cache_file_name());
+    let b = std::fs::read(&cache).unwrap();
+    std::fs::write(&cache, &b[..b.len() - 10]).unwrap();
+    let err = load_concrete(dir.path(), &ConcreteOptions::new(1)).unwrap_err();
+    assert!(matches!(err, DataError::BadCache { .. }), "{err}");
+    assert!(err.to_string().contains(&cache_file_name()), "{err}");
+}
+
+#[test]
+fn missing_folders_explain_how_to_get_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = load_concrete(dir.path(), &ConcreteOptions::new(0)).unwrap_err();
+    assert!(matches!(err, DataError::Missing { .. }), "{err}");
+    assert!(err.to_string().contains("Negative/"), "{err}");
+    assert!(err.to_string().contains("5y9wdsg2zt"), "{err}");
+}
