@@ -6,3 +6,4 @@
 //! This version has the `data` stage; the others arrive with their issues.
 
 pub mod data;
+pub mod metrics;
