@@ -1,7 +1,8 @@
 //! The `eidn` command line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -9,8 +10,11 @@ use comfy_table::{presets, Cell, Table};
 
 use eidn::data::fetch::{fetch_dataset, FetchOptions, FileOutcome};
 use eidn::data::manifest::Manifest;
+use eidn::data::protocol::OneVsRest;
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
-use eidn::data::{resolve_data_dir, DatasetName};
+use eidn::data::{load, resolve_data_dir, DatasetName};
+use eidn::metrics::{average_precision, roc_auc};
+use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +35,80 @@ enum Command {
     /// Check, describe and download the datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Train an EIDN encoder on one-vs-rest pools and save it (safetensors + eidn.json).
+    Train(TrainArgs),
+    /// Score the test set of a saved model's protocol: ROC AUC and average precision.
+    Evaluate(EvaluateArgs),
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    #[arg(long, value_enum)]
+    dataset: DatasetArg,
+    /// The normal class (label); every other class is anomalous.
+    #[arg(long)]
+    normal_class: u8,
+    /// Labelled training anomalies as a fraction of the normal training images.
+    #[arg(long, default_value_t = 0.01)]
+    anomaly_ratio: f64,
+    #[arg(long, default_value_t = 50)]
+    epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    steps_per_epoch: usize,
+    /// Triplets per step.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// The loss margin alpha.
+    #[arg(long, default_value_t = 0.2)]
+    margin: f64,
+    /// Embedding dimension l.
+    #[arg(long, default_value_t = 2)]
+    embed_dim: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Seeds the anomaly draw, the weights and the triplet sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, or cuda[:N] with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Folder for model.safetensors and eidn.json.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct EvaluateArgs {
+    /// A folder written by `eidn train`.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DatasetArg {
+    Mnist,
+    Cifar10,
+    Concrete,
+}
+
+impl From<DatasetArg> for DatasetName {
+    fn from(d: DatasetArg) -> Self {
+        match d {
+            DatasetArg::Mnist => DatasetName::Mnist,
+            DatasetArg::Cifar10 => DatasetName::Cifar10,
+            DatasetArg::Concrete => DatasetName::Concrete,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -125,10 +203,107 @@ fn run(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::Data(DataCommand::Fetch(args)) => fetch(&args, &data_dir),
+        Command::Train(args) => train(&args, &data_dir),
+        Command::Evaluate(args) => {
+            let device = parse_device(&args.device)?;
+            let model = Eidn::load(&args.model, &device)
+                .with_context(|| format!("loading {}", args.model.display()))?;
+            report_evaluation(&model, &data_dir, args.json)
+        }
     }
 }
 
-fn fetch(args: &FetchArgs, data_dir: &std::path::Path) -> Result<ExitCode> {
+fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {
+    let device = parse_device(&args.device)?;
+    let params = EidnParams {
+        embed_dim: args.embed_dim,
+        margin: args.margin,
+        lr: args.lr,
+        epochs: args.epochs,
+        steps_per_epoch: args.steps_per_epoch,
+        batch_size: args.batch_size,
+        seed: args.seed,
+    }
+    .check()?;
+    let protocol = OneVsRest::new(
+        args.dataset.into(),
+        args.normal_class,
+        args.anomaly_ratio,
+        args.seed,
+    );
+    let data = load(protocol.dataset, data_dir, args.seed)?;
+    let pools = protocol.pools(&data)?;
+    if !args.quiet {
+        eprintln!(
+            "training on {} normal ({}) + {} anomalous images, {} steps of {} triplets",
+            pools.normal.len(),
+            data.train.class_names[args.normal_class as usize],
+            pools.anomalous.len(),
+            args.epochs * args.steps_per_epoch,
+            args.batch_size
+        );
+    }
+    let options = TrainOptions {
+        progress: !args.quiet,
+        protocol: Some(protocol),
+    };
+    let model = params.fit(&pools, &device, &options)?;
+    model.save(&args.out)?;
+    if !args.quiet {
+        eprintln!(
+            "saved {} ({:.1} s)",
+            args.out.display(),
+            model.config.train_seconds
+        );
+    }
+    report_evaluation(&model, data_dir, args.json)
+}
+
+/// Test ROC AUC and AP of `model` on its protocol's test set.
+fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCode> {
+    let protocol = model
+        .config
+        .protocol
+        .clone()
+        .context("the model records no data protocol, so its test set is unknown")?;
+    let data = load(protocol.dataset, data_dir, protocol.seed)?;
+    let test = protocol.test_set(&data)?;
+    let start = Instant::now();
+    let scores = model.score(&test.images)?;
+    let score_seconds = start.elapsed().as_secs_f64();
+    let auc = roc_auc(&scores, &test.is_anomaly)?;
+    let ap = average_precision(&scores, &test.is_anomaly)?;
+    if json {
+        let out = serde_json::json!({
+            "auc": auc,
+            "ap": ap,
+            "train_seconds": model.config.train_seconds,
+            "score_seconds": score_seconds,
+            "steps": model.config.steps,
+            "dataset": protocol.dataset,
+            "normal_class": protocol.normal_class,
+            "anomaly_ratio": protocol.anomaly_ratio,
+            "seed": protocol.seed,
+            "n_test": test.images.len(),
+            "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} class {} ({}) at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
+            protocol.dataset,
+            protocol.normal_class,
+            data.test.class_names[protocol.normal_class as usize],
+            protocol.anomaly_ratio,
+            test.images.len(),
+            model.config.steps,
+            model.config.train_seconds
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fetch(args: &FetchArgs, data_dir: &Path) -> Result<ExitCode> {
     let manifest = Manifest::builtin();
     let options = FetchOptions {
         base_url: args.base_url.clone(),

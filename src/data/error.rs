@@ -86,6 +86,8 @@ pub enum DataError {
         dir: PathBuf,
         hint: String,
     },
+    #[error("protocol {protocol}: {message}")]
+    Protocol { protocol: String, message: String },
     #[error("manifest {path}: {message}")]
     Manifest { path: PathBuf, message: String },
     #[error("download of {url} failed: {message}")]

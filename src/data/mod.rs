@@ -12,6 +12,7 @@ pub mod fetch;
 mod files;
 pub mod manifest;
 pub mod mnist;
+pub mod protocol;
 pub mod verify;
 
 use std::fmt;
@@ -24,7 +25,10 @@ pub use files::{sha256_bytes, sha256_file};
 pub use mnist::load as load_mnist;
 
 /// The datasets the paper evaluates on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum DatasetName {
     Mnist,
     Cifar10,

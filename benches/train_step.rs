@@ -1,0 +1,55 @@
+//! One EIDN training step (sample 128 triplets, forward 256 images, triplet loss, backward,
+//! Adam) at 1x28x28 and 3x32x32. Criterion's throughput line reads as steps/s; the FLOP
+//! estimate (forward multiply-adds x 2 x 3 for forward + backward, x 256 images) turns it
+//! into GFLOP/s.
+
+use candle_core::Device;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use eidn::data::protocol::Pools;
+use eidn::data::ImageSet;
+use eidn::model::{EidnParams, EncoderConfig, Trainer};
+
+fn pools(input: [usize; 3]) -> Pools {
+    let make = |n: usize, salt: usize| {
+        let len = n * input.iter().product::<usize>();
+        ImageSet {
+            pixels: (0..len)
+                .map(|i| ((i * 2654435761 + salt) >> 7) as u8)
+                .collect(),
+            labels: vec![0; n],
+            channels: input[0],
+            height: input[1],
+            width: input[2],
+            class_names: vec!["x".into()],
+        }
+    };
+    Pools {
+        normal: make(1000, 1),
+        anomalous: make(100, 2),
+    }
+}
+
+fn bench_train_step(c: &mut Criterion) {
+    let mut group = c.benchmark_group("train_step");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(1));
+    let params = EidnParams::default().check().unwrap();
+    for input in [[1, 28, 28], [3, 32, 32]] {
+        let pools = pools(input);
+        let mut trainer = Trainer::new(&params, &pools, &Device::Cpu).unwrap();
+        let flops = EncoderConfig::new(input, 2).forward_macs() as f64 * 2.0 * 3.0 * 256.0;
+        eprintln!(
+            "train_step {}x{}x{}: ~{:.2} GFLOP per step (divide by the time per step for GFLOP/s)",
+            input[0],
+            input[1],
+            input[2],
+            flops / 1e9
+        );
+        let name = format!("{}x{}x{}", input[0], input[1], input[2]);
+        group.bench_function(name, |b| b.iter(|| trainer.step(&pools).unwrap()));
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_train_step);
+criterion_main!(benches);

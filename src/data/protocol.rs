@@ -1,0 +1,207 @@
+//! Experiment protocols: which training images are the normal pool X and the labelled
+//! anomaly pool X^, and which test images count as anomalies (paper Section 4).
+
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use serde::{Deserialize, Serialize};
+
+use super::{DataError, Dataset, DatasetName, ImageSet};
+
+/// One-vs-rest: class `normal_class` is normal, every other class anomalous. Training keeps
+/// every normal training image and `round(anomaly_ratio x |normal|)` anomalies drawn
+/// uniformly without replacement (seeded) from the other classes' training images — or only
+/// from `train_anomaly_classes` when given (the unseen-anomaly test). The test set is the
+/// full test split, or only the normal class plus `test_anomaly_classes` when given.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneVsRest {
+    pub dataset: DatasetName,
+    pub normal_class: u8,
+    pub anomaly_ratio: f64,
+    pub seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_anomaly_classes: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_anomaly_classes: Option<Vec<u8>>,
+}
+
+/// The two training pools of the triplet sampler.
+#[derive(Clone, Debug)]
+pub struct Pools {
+    pub normal: ImageSet,
+    pub anomalous: ImageSet,
+}
+
+/// Test images with their ground truth (true = anomaly).
+#[derive(Clone, Debug)]
+pub struct TestSet {
+    pub images: ImageSet,
+    pub is_anomaly: Vec<bool>,
+}
+
+impl OneVsRest {
+    pub fn new(dataset: DatasetName, normal_class: u8, anomaly_ratio: f64, seed: u64) -> Self {
+        OneVsRest {
+            dataset,
+            normal_class,
+            anomaly_ratio,
+            seed,
+            train_anomaly_classes: None,
+            test_anomaly_classes: None,
+        }
+    }
+
+    fn invalid(&self, message: String) -> DataError {
+        DataError::Protocol {
+            protocol: format!("{self:?}"),
+            message,
+        }
+    }
+
+    fn check(&self, data: &Dataset) -> Result<(), DataError> {
+        let classes = data.train.class_names.len();
+        if data.name != self.dataset {
+            return Err(self.invalid(format!("given the {} dataset", data.name)));
+        }
+        let all = std::iter::once(&self.normal_class)
+            .chain(self.train_anomaly_classes.iter().flatten())
+            .chain(self.test_anomaly_classes.iter().flatten());
+        for &c in all {
+            if c as usize >= classes {
+                return Err(self.invalid(format!("class {c} out of range (0..{classes})")));
+            }
+        }
+        if !(self.anomaly_ratio > 0.0 && self.anomaly_ratio.is_finite()) {
+            return Err(self.invalid("anomaly ratio must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Training pools for the triplet sampler.
+    pub fn pools(&self, data: &Dataset) -> Result<Pools, DataError> {
+        self.check(data)?;
+        let c = self.normal_class;
+        let labels = &data.train.labels;
+        let normal: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        let candidates: Vec<usize> = (0..labels.len())
+            .filter(|&i| {
+                labels[i] != c
+                    && self
+                        .train_anomaly_classes
+                        .as_ref()
+                        .is_none_or(|k| k.contains(&labels[i]))
+            })
+            .collect();
+        let wanted = ((normal.len() as f64) * self.anomaly_ratio)
+            .round()
+            .max(1.0) as usize;
+        if normal.is_empty() || wanted > candidates.len() {
+            return Err(self.invalid(format!(
+                "needs {wanted} anomalies but only {} candidate images (and {} normal)",
+                candidates.len(),
+                normal.len()
+            )));
+        }
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, candidates.len(), wanted)
+            .into_iter()
+            .map(|k| candidates[k])
+            .collect();
+        picked.sort_unstable();
+        Ok(Pools {
+            normal: data.train.select(&normal),
+            anomalous: data.train.select(&picked),
+        })
+    }
+
+    /// The test images and which of them are anomalies.
+    pub fn test_set(&self, data: &Dataset) -> Result<TestSet, DataError> {
+        self.check(data)?;
+        let c = self.normal_class;
+        let labels = &data.test.labels;
+        let keep: Vec<usize> = (0..labels.len())
+            .filter(|&i| {
+                labels[i] == c
+                    || self
+                        .test_anomaly_classes
+                        .as_ref()
+                        .is_none_or(|k| k.contains(&labels[i]))
+            })
+            .collect();
+        let images = data.test.select(&keep);
+        let is_anomaly = images.labels.iter().map(|&l| l != c).collect();
+        Ok(TestSet { images, is_anomaly })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> Dataset {
+        let set = |n: usize| ImageSet {
+            pixels: (0..n).map(|i| i as u8).collect(),
+            labels: (0..n).map(|i| (i % 4) as u8).collect(),
+            channels: 1,
+            height: 1,
+            width: 1,
+            class_names: (0..4).map(|i| i.to_string()).collect(),
+        };
+        Dataset {
+            name: DatasetName::Mnist,
+            train: set(400),
+            test: set(40),
+        }
+    }
+
+    #[test]
+    fn pools_follow_the_ratio_and_seed() {
+        let d = toy();
+        let p = OneVsRest::new(DatasetName::Mnist, 2, 0.1, 5);
+        let pools = p.pools(&d).unwrap();
+        assert_eq!(pools.normal.len(), 100);
+        assert!(pools.normal.labels.iter().all(|&l| l == 2));
+        assert_eq!(pools.anomalous.len(), 10);
+        assert!(pools.anomalous.labels.iter().all(|&l| l != 2));
+        assert_eq!(p.pools(&d).unwrap().anomalous, pools.anomalous);
+        let other = OneVsRest {
+            seed: 6,
+            ..p.clone()
+        };
+        assert_ne!(other.pools(&d).unwrap().anomalous, pools.anomalous);
+        let test = p.test_set(&d).unwrap();
+        assert_eq!(test.images.len(), 40);
+        assert_eq!(test.is_anomaly.iter().filter(|&&a| a).count(), 30);
+    }
+
+    #[test]
+    fn restricted_classes_for_the_unseen_test() {
+        let d = toy();
+        let p = OneVsRest {
+            train_anomaly_classes: Some(vec![1]),
+            test_anomaly_classes: Some(vec![3]),
+            ..OneVsRest::new(DatasetName::Mnist, 0, 0.5, 1)
+        };
+        let pools = p.pools(&d).unwrap();
+        assert!(pools.anomalous.labels.iter().all(|&l| l == 1));
+        let test = p.test_set(&d).unwrap();
+        assert!(test.images.labels.iter().all(|&l| l == 0 || l == 3));
+        assert_eq!(test.images.len(), 20);
+    }
+
+    #[test]
+    fn bad_protocols_are_refused() {
+        let d = toy();
+        assert!(OneVsRest::new(DatasetName::Mnist, 9, 0.1, 0)
+            .pools(&d)
+            .is_err());
+        assert!(OneVsRest::new(DatasetName::Mnist, 0, 0.0, 0)
+            .pools(&d)
+            .is_err());
+        assert!(OneVsRest::new(DatasetName::Mnist, 0, 5.0, 0)
+            .pools(&d)
+            .is_err());
+        assert!(OneVsRest::new(DatasetName::Cifar10, 0, 0.1, 0)
+            .pools(&d)
+            .is_err());
+    }
+}

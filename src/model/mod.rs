@@ -1,0 +1,479 @@
+//! The EIDN model: an encoder trained with the refined triplet loss on randomly sampled
+//! triplets (paper Section 3); anomaly score = Euclidean distance of f(x) from the origin.
+//!
+//! linfa-style: [`EidnParams`] holds the hyperparameters, [`EidnParams::check`] turns them
+//! into [`EidnValidParams`] once, whose `fit` trains and returns a fitted [`Eidn`] that
+//! embeds and scores images and saves/loads as safetensors plus a JSON config.
+
+mod encoder;
+mod loss;
+mod sampler;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::data::protocol::{OneVsRest, Pools};
+use crate::data::ImageSet;
+
+pub use encoder::{Encoder, EncoderConfig};
+pub use loss::triplet_loss;
+pub use sampler::{Pick, TripletBatch, TripletSampler};
+
+/// File names inside a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+pub const CONFIG_FILE: &str = "eidn.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("invalid parameter: {0}")]
+    InvalidParams(String),
+    #[error("the loss became {loss} (or the embeddings non-finite) at step {step} (epoch {epoch}); lower the learning rate")]
+    NonFiniteLoss {
+        step: usize,
+        epoch: usize,
+        loss: f32,
+    },
+    #[error("images are {got:?} but the model takes {want:?}")]
+    InputShape { got: [usize; 3], want: [usize; 3] },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    BadModelFile { path: PathBuf, message: String },
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// Hyperparameters, defaulting to the paper's: 50 epochs x 100 steps x 128 triplets, Adam
+/// with lr 1e-3, margin alpha 0.2, l = 2.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EidnParams {
+    pub embed_dim: usize,
+    pub margin: f64,
+    pub lr: f64,
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    /// Triplets per step (2x this many images go through f).
+    pub batch_size: usize,
+    pub seed: u64,
+}
+
+impl Default for EidnParams {
+    fn default() -> Self {
+        EidnParams {
+            embed_dim: 2,
+            margin: 0.2,
+            lr: 1e-3,
+            epochs: 50,
+            steps_per_epoch: 100,
+            batch_size: 128,
+            seed: 0,
+        }
+    }
+}
+
+/// Parameters that passed [`EidnParams::check`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct EidnValidParams(EidnParams);
+
+impl EidnParams {
+    pub fn check(self) -> Result<EidnValidParams, ModelError> {
+        let bad = |m: &str| Err(ModelError::InvalidParams(m.to_string()));
+        if self.embed_dim == 0 {
+            return bad("embed_dim must be >= 1");
+        }
+        if !(self.margin.is_finite() && self.margin > 0.0) {
+            return bad("margin must be > 0");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr must be > 0");
+        }
+        if self.epochs == 0 || self.steps_per_epoch == 0 || self.batch_size == 0 {
+            return bad("epochs, steps_per_epoch and batch_size must be >= 1");
+        }
+        Ok(EidnValidParams(self))
+    }
+}
+
+/// Everything needed to rebuild and describe a trained model; saved as `eidn.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EidnConfig {
+    pub params: EidnParams,
+    pub encoder: EncoderConfig,
+    /// How the training pools were drawn (absent for pools built by hand).
+    pub protocol: Option<OneVsRest>,
+    pub n_normal: usize,
+    pub n_anomalous: usize,
+    pub steps: usize,
+    pub train_seconds: f64,
+    /// Mean loss per triplet of each epoch.
+    pub epoch_loss: Vec<f64>,
+}
+
+/// A trained EIDN encoder.
+pub struct Eidn {
+    encoder: Encoder,
+    varmap: VarMap,
+    device: Device,
+    pub config: EidnConfig,
+}
+
+/// Options of a training run that do not change the result.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub progress: bool,
+    pub protocol: Option<OneVsRest>,
+}
+
+impl EidnValidParams {
+    pub fn params(&self) -> &EidnParams {
+        &self.0
+    }
+
+    /// Trains an encoder on the two pools.
+    pub fn fit(
+        &self,
+        pools: &Pools,
+        device: &Device,
+        options: &TrainOptions,
+    ) -> Result<Eidn, ModelError> {
+        let p = &self.0;
+        let mut trainer = Trainer::new(self, pools, device)?;
+        let total = p.epochs * p.steps_per_epoch;
+        let bar = progress_bar(options.progress, total as u64);
+        let start = Instant::now();
+        let mut epoch_loss = Vec::with_capacity(p.epochs);
+        for epoch in 0..p.epochs {
+            let mut sum = 0.0f64;
+            for step in 0..p.steps_per_epoch {
+                let global = epoch * p.steps_per_epoch + step;
+                let value = trainer.step(pools).map_err(|e| {
+                    bar.abandon();
+                    match e {
+                        ModelError::NonFiniteLoss { loss, .. } => ModelError::NonFiniteLoss {
+                            step: global,
+                            epoch,
+                            loss,
+                        },
+                        e => e,
+                    }
+                })?;
+                sum += value as f64;
+                bar.inc(1);
+                let rate = (global + 1) as f64 / start.elapsed().as_secs_f64();
+                bar.set_message(format!(
+                    "epoch {}/{} loss {:.4} {rate:.2} steps/s",
+                    epoch + 1,
+                    p.epochs,
+                    value / p.batch_size as f32
+                ));
+            }
+            epoch_loss.push(sum / (p.steps_per_epoch * p.batch_size) as f64);
+        }
+        bar.finish_and_clear();
+        let Trainer {
+            encoder,
+            varmap,
+            config: encoder_config,
+            ..
+        } = trainer;
+        Ok(Eidn {
+            encoder,
+            varmap,
+            device: device.clone(),
+            config: EidnConfig {
+                params: p.clone(),
+                encoder: encoder_config,
+                protocol: options.protocol.clone(),
+                n_normal: pools.normal.len(),
+                n_anomalous: pools.anomalous.len(),
+                steps: total,
+                train_seconds: start.elapsed().as_secs_f64(),
+                epoch_loss,
+            },
+        })
+    }
+}
+
+/// One training run's state: the encoder, its optimiser, the sampler and reused buffers.
+/// `fit` drives it; benches time [`Trainer::step`] alone.
+pub struct Trainer {
+    encoder: Encoder,
+    varmap: VarMap,
+    config: EncoderConfig,
+    opt: AdamW,
+    sampler: TripletSampler,
+    batch: BatchBuffer,
+    device: Device,
+    margin: f64,
+    batch_size: usize,
+}
+
+impl Trainer {
+    pub fn new(
+        params: &EidnValidParams,
+        pools: &Pools,
+        device: &Device,
+    ) -> Result<Trainer, ModelError> {
+        let p = &params.0;
+        if pools.normal.is_empty() || pools.anomalous.is_empty() {
+            return Err(ModelError::InvalidParams(
+                "both the normal and the anomaly pool need at least one image".into(),
+            ));
+        }
+        let input = shape_of(&pools.normal);
+        if shape_of(&pools.anomalous) != input {
+            return Err(ModelError::InputShape {
+                got: shape_of(&pools.anomalous),
+                want: input,
+            });
+        }
+        let config = EncoderConfig::new(input, p.embed_dim);
+        let varmap = VarMap::new();
+        let encoder = Encoder::new(&config, &varmap, device, p.seed)?;
+        let opt = AdamW::new(
+            varmap.all_vars(),
+            ParamsAdamW {
+                lr: p.lr,
+                // candle has only AdamW: decay 0 makes it the paper's plain Adam.
+                weight_decay: 0.0,
+                ..ParamsAdamW::default()
+            },
+        )?;
+        // The sampler's stream is separate from the init stream but flows from the same seed.
+        let sampler = TripletSampler::new(
+            pools.normal.len(),
+            pools.anomalous.len(),
+            p.seed.wrapping_add(0x9E37_79B9_7F4A_7C15),
+        );
+        Ok(Trainer {
+            encoder,
+            varmap,
+            config,
+            opt,
+            sampler,
+            batch: BatchBuffer::new(p.batch_size, input, p.embed_dim),
+            device: device.clone(),
+            margin: p.margin,
+            batch_size: p.batch_size,
+        })
+    }
+
+    /// Samples a batch of triplets, takes one optimiser step, returns the batch's loss (a
+    /// sum over its triplets). A non-finite loss is an error and no step is taken.
+    pub fn step(&mut self, pools: &Pools) -> Result<f32, ModelError> {
+        let m = self.batch_size;
+        let triplets = self.sampler.sample(m);
+        let (images, anchors) = self.batch.fill(&triplets, pools, &self.device)?;
+        let z = self.encoder.forward(&images)?;
+        let loss = triplet_loss(
+            &anchors,
+            &z.narrow(0, 0, m)?,
+            &z.narrow(0, m, m)?,
+            self.margin,
+        )?;
+        let value = loss.to_scalar::<f32>()?;
+        // The hinge's ReLU can turn NaN embeddings into a finite loss, so check them too.
+        let z_sum = z.sum_all()?.to_scalar::<f32>()?;
+        if !value.is_finite() || !z_sum.is_finite() {
+            return Err(ModelError::NonFiniteLoss {
+                step: 0,
+                epoch: 0,
+                loss: value,
+            });
+        }
+        self.opt.backward_step(&loss)?;
+        Ok(value)
+    }
+}
+
+fn shape_of(set: &ImageSet) -> [usize; 3] {
+    [set.channels, set.height, set.width]
+}
+
+/// Reused host buffers for one step's images (positives then negatives) and anchors.
+struct BatchBuffer {
+    images: Vec<f32>,
+    anchors: Vec<f32>,
+    m: usize,
+    input: [usize; 3],
+    embed_dim: usize,
+}
+
+impl BatchBuffer {
+    fn new(m: usize, input: [usize; 3], embed_dim: usize) -> Self {
+        let image_len = input.iter().product::<usize>();
+        BatchBuffer {
+            images: vec![0.0; 2 * m * image_len],
+            anchors: vec![0.0; m * embed_dim],
+            m,
+            input,
+            embed_dim,
+        }
+    }
+
+    fn fill(
+        &mut self,
+        t: &TripletBatch,
+        pools: &Pools,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
+        let image_len = self.input.iter().product::<usize>();
+        let picks = t.positives.iter().chain(&t.negatives);
+        for (pick, out) in picks.zip(self.images.chunks_exact_mut(image_len)) {
+            let pool = if pick.anomalous {
+                &pools.anomalous
+            } else {
+                &pools.normal
+            };
+            pool.image_f32_into(pick.index, out);
+        }
+        for (a, out) in t
+            .anchor_anomalous
+            .iter()
+            .zip(self.anchors.chunks_exact_mut(self.embed_dim))
+        {
+            out.fill(if *a { 1.0 } else { 0.0 });
+        }
+        let [c, h, w] = self.input;
+        let images = Tensor::from_slice(&self.images, (2 * self.m, c, h, w), device)?;
+        let anchors = Tensor::from_slice(&self.anchors, (self.m, self.embed_dim), device)?;
+        Ok((images, anchors))
+    }
+}
+
+fn progress_bar(visible: bool, total: u64) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("[{elapsed_precise}] [{bar:30}] {pos}/{len} {msg} eta {eta}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Images per forward pass when embedding a whole set (bounds memory, not results).
+const EMBED_CHUNK: usize = 1024;
+
+impl Eidn {
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// f(x) for every image: `len x embed_dim` values, row-major.
+    pub fn embed(&self, images: &ImageSet) -> Result<Vec<f32>, ModelError> {
+        let want = self.config.encoder.input;
+        if shape_of(images) != want {
+            return Err(ModelError::InputShape {
+                got: shape_of(images),
+                want,
+            });
+        }
+        let [c, h, w] = want;
+        let image_len = images.image_len();
+        let mut out = Vec::with_capacity(images.len() * self.config.encoder.embed_dim);
+        let mut buf = Vec::new();
+        for start in (0..images.len()).step_by(EMBED_CHUNK) {
+            let n = EMBED_CHUNK.min(images.len() - start);
+            buf.resize(n * image_len, 0.0);
+            for (i, dst) in buf.chunks_exact_mut(image_len).enumerate() {
+                images.image_f32_into(start + i, dst);
+            }
+            let x = Tensor::from_slice(&buf, (n, c, h, w), &self.device)?;
+            let z = self.encoder.forward(&x)?.detach();
+            out.extend(z.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(out)
+    }
+
+    /// Anomaly scores: Euclidean distance of f(x) from the origin.
+    pub fn score(&self, images: &ImageSet) -> Result<Vec<f64>, ModelError> {
+        let l = self.config.encoder.embed_dim;
+        let z = self.embed(images)?;
+        Ok(z.chunks_exact(l)
+            .map(|v| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt())
+            .collect())
+    }
+
+    /// Writes `model.safetensors` and `eidn.json` into `dir`, each through a temporary file
+    /// and a rename.
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| ModelError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let weights = dir.join(WEIGHTS_FILE);
+        let tmp = dir.join(format!(".{WEIGHTS_FILE}.part"));
+        self.varmap.save(&tmp)?;
+        std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
+        let config = dir.join(CONFIG_FILE);
+        let tmp = dir.join(format!(".{CONFIG_FILE}.part"));
+        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
+        std::fs::write(&tmp, json).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &config).map_err(io(&config))?;
+        Ok(())
+    }
+
+    /// Loads a model saved by [`Eidn::save`] onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Eidn, ModelError> {
+        let config_path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
+            path: config_path.clone(),
+            source,
+        })?;
+        let config: EidnConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::BadModelFile {
+                path: config_path.clone(),
+                message: e.to_string(),
+            })?;
+        let mut varmap = VarMap::new();
+        let encoder = Encoder::new(&config.encoder, &varmap, device, 0)?;
+        let weights = dir.join(WEIGHTS_FILE);
+        varmap
+            .load(&weights)
+            .map_err(|e| ModelError::BadModelFile {
+                path: weights.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(Eidn {
+            encoder,
+            varmap,
+            device: device.clone(),
+            config,
+        })
+    }
+}
+
+/// `cpu`, or `cuda` / `cuda:N` (needs the `cuda` feature).
+pub fn parse_device(name: &str) -> Result<Device, ModelError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        _ => {
+            let ordinal = match name.strip_prefix("cuda") {
+                Some("") => 0,
+                Some(rest) => rest
+                    .strip_prefix(':')
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| ModelError::InvalidParams(format!("bad device {name:?}")))?,
+                None => {
+                    return Err(ModelError::InvalidParams(format!(
+                        "unknown device {name:?} (cpu, cuda, cuda:N)"
+                    )))
+                }
+            };
+            Ok(Device::new_cuda(ordinal)?)
+        }
+    }
+}
