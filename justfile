@@ -19,6 +19,14 @@ fetch-data dataset="all":
 bench-load:
     cargo bench --bench load
 
+# Steps/s of one EIDN training step (criterion).
+bench-train-step:
+    cargo bench --bench train_step
+
+# The paper's defaults on MNIST class 0 at 1 % anomalies (50 x 100 steps of 128 triplets).
+train-paper-mnist0 out="runs/mnist-c0-r0.01-s0":
+    cargo run --release -- train --dataset mnist --normal-class 0 --anomaly-ratio 0.01 --seed 0 --out {{out}}
+
 # Format and lint as CI does.
 lint:
     cargo fmt --check
