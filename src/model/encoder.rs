@@ -22,6 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
+use super::fast::ConvBlock;
+
 /// Architecture of the encoder; saved beside the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderConfig {
@@ -73,17 +75,34 @@ pub struct Encoder {
     conv2: Conv2d,
     fc1: Linear,
     fc2: Linear,
+    /// Conv blocks through the fused CPU op of [`super::fast`] instead of candle's ops.
+    fast: bool,
 }
 
 impl Encoder {
     /// Builds the layers with their variables in `varmap` (which then holds every trainable
-    /// weight), initialised from `seed`.
+    /// weight), initialised from `seed`. On CPU the conv blocks use the fast fused op.
     pub fn new(
         config: &EncoderConfig,
         varmap: &VarMap,
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
+        Self::with_path(config, varmap, device, seed, super::fast::enabled(device))
+    }
+
+    /// As [`Encoder::new`], choosing the conv path: `fast = false` forces candle's own ops
+    /// (the reference the fast path is tested against).
+    pub fn with_path(
+        config: &EncoderConfig,
+        varmap: &VarMap,
+        device: &Device,
+        seed: u64,
+        fast: bool,
+    ) -> Result<Self> {
+        if fast && !super::fast::enabled(device) {
+            candle_core::bail!("the fast conv path runs on CPU only");
+        }
         let (fh, fw) = config.feature_side().ok_or_else(|| {
             candle_core::Error::Msg(format!(
                 "input {:?} is too small for the encoder",
@@ -97,6 +116,7 @@ impl Encoder {
             conv2: candle_nn::conv2d(config.conv1, config.conv2, 3, conv, vb.pp("conv2"))?,
             fc1: candle_nn::linear(fh * fw * config.conv2, config.hidden, vb.pp("fc1"))?,
             fc2: candle_nn::linear(config.hidden, config.embed_dim, vb.pp("fc2"))?,
+            fast,
         };
         seeded_init(varmap, seed)?;
         Ok(encoder)
@@ -132,17 +152,34 @@ fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 
 impl Module for Encoder {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.apply(&self.conv1)?
-            .relu()?
-            .max_pool2d(2)?
-            .apply(&self.conv2)?
-            .relu()?
-            .max_pool2d(2)?
+        let features = if self.fast {
+            let bias = |c: &Conv2d| c.bias().cloned().expect("conv layers have a bias");
+            let h = ConvBlock::apply(x, self.conv1.weight(), &bias(&self.conv1), false)?;
+            ConvBlock::apply(&h, self.conv2.weight(), &bias(&self.conv2), true)?
+        } else {
+            let h = max_pool2x2(&x.apply(&self.conv1)?.relu()?)?;
+            max_pool2x2(&h.apply(&self.conv2)?.relu()?)?
+        };
+        features
             .flatten_from(1)?
             .apply(&self.fc1)?
             .relu()?
             .apply(&self.fc2)
     }
+}
+
+/// 2x2 max-pool, stride 2, floor, from reshapes and `max`, whose backward sends the whole
+/// gradient to the maximum. Not candle's `max_pool2d`: its backward (candle 0.11) multiplies
+/// the gradient by (number of maxima)/4 instead of dividing by the number of maxima, so a
+/// unique maximum gets a quarter of its gradient.
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (ph, pw) = (h / 2, w / 2);
+    x.narrow(2, 0, 2 * ph)?
+        .narrow(3, 0, 2 * pw)?
+        .reshape((n, c, ph, 2, pw, 2))?
+        .max(5)?
+        .max(3)
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! embeds and scores images and saves/loads as safetensors plus a JSON config.
 
 mod encoder;
+pub mod fast;
 mod loss;
 mod sampler;
 
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::protocol::{OneVsRest, Pools};
 use crate::data::ImageSet;
 
-pub use encoder::{Encoder, EncoderConfig};
+pub use encoder::{max_pool2x2, Encoder, EncoderConfig};
 pub use loss::triplet_loss;
 pub use sampler::{Pick, TripletBatch, TripletSampler};
 

@@ -1,0 +1,447 @@
+//! Fast CPU path for the encoder's conv blocks: `maxpool2x2(relu(conv3x3(x, W) + b))` as one
+//! candle `CustomOp3` with its own forward and backward.
+//!
+//! Why: with candle's stock ops a training step spends ~80 % of its time in conv2d's
+//! backward, and composing an im2col from candle tensor ops was not faster (see
+//! `../shared/notes/stack.md`). Here, per image, the input is unrolled once (im2col,
+//! `K = C*9` rows by `P = OH*OW` columns) and multiplied by the weights with the `gemm` crate
+//! (the kernel candle uses under its matmul); bias, ReLU and the 2x2 max-pool are fused into
+//! one pass over the result, which records for each pooled value the conv position that won
+//! (or none when ReLU zeroed it). The unrolled input is kept for the backward pass, which
+//! then needs no im2col: the pooled gradient is scattered to the winners, and
+//! `dW += dConv * cols^T`, `db += sum dConv`, `dcols = W^T * dConv` folded back (col2im)
+//! into `dx`, again with `gemm`. Images are split over the cores, one thread each, every
+//! thread running single-threaded gemms on its own images (small matrices parallelise
+//! badly inside gemm). The first block's input gradient is never computed (the input is
+//! data). Ties in the pool send the gradient to the first maximum, where candle's
+//! `max_pool2d` splits it across all tied maxima; ties have probability zero with
+//! continuous weights, except in the all-zero ReLU region, which gets no gradient in both.
+
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
+
+/// Marks a pooled output whose maximum was not positive (ReLU output 0: no gradient).
+const DEAD: u32 = u32::MAX;
+
+/// Images per partial weight gradient (fixed, so that sums do not depend on thread count).
+const GRAD_CHUNK: usize = 16;
+
+/// What the forward pass keeps for the backward pass.
+struct Saved {
+    dims: Dims,
+    /// Unrolled inputs, `n * k * p`.
+    cols: Vec<f32>,
+    /// For each pooled output, the winning index `o * p + q` in its image's conv map.
+    argmax: Vec<u32>,
+    /// The weights as `o x k`, row-major.
+    weight: Vec<f32>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    oh: usize,
+    ow: usize,
+    ph: usize,
+    pw: usize,
+}
+
+impl Dims {
+    fn k(&self) -> usize {
+        self.c * 9
+    }
+    fn p(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn pooled(&self) -> usize {
+        self.o * self.ph * self.pw
+    }
+}
+
+/// The fused conv3x3 (valid, stride 1) + bias + ReLU + max-pool 2x2 (floor) block.
+pub struct ConvBlock {
+    input_needs_grad: bool,
+    threads: usize,
+    saved: Mutex<Option<Saved>>,
+}
+
+impl ConvBlock {
+    /// `input_needs_grad`: false for the first block, whose input is data.
+    pub fn new(input_needs_grad: bool) -> Self {
+        ConvBlock {
+            input_needs_grad,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            saved: Mutex::new(None),
+        }
+    }
+
+    /// Applies the block: `x` (N, C, H, W), `weight` (O, C, 3, 3), `bias` (O).
+    pub fn apply(
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        input_needs_grad: bool,
+    ) -> Result<Tensor> {
+        x.apply_op3(weight, bias, ConvBlock::new(input_needs_grad))
+    }
+}
+
+fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = match s {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("conv block: {what} must be f32"),
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("conv block: {what} must be contiguous"),
+    }
+}
+
+/// `c (m x n) = [c +] a (m x k) * b (k x n)`, each matrix given with its row and column
+/// strides. Bounds are checked here so the unsafe call cannot read or write outside the
+/// slices.
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+    c: &mut [f32],
+    (c_rs, c_cs): (usize, usize),
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| (rows - 1) * rs + (cols - 1) * cs;
+    if k > 0 {
+        assert!(
+            last(m, k, a_rs, a_cs) < a.len(),
+            "matmul: lhs out of bounds"
+        );
+        assert!(
+            last(k, n, b_rs, b_cs) < b.len(),
+            "matmul: rhs out of bounds"
+        );
+    }
+    assert!(
+        last(m, n, c_rs, c_cs) < c.len(),
+        "matmul: dst out of bounds"
+    );
+    // SAFETY: every index the kernel touches is within the slices (asserted above); the
+    // slices do not alias (one is &mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            c_cs as isize,
+            c_rs as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+/// Unrolls image `x` (C x H x W) into `cols` (C*9 x OH*OW).
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
+    let p = d.p();
+    for c in 0..d.c {
+        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let row = &mut cols[((c * 3 + ky) * 3 + kx) * p..][..p];
+                for oy in 0..d.oh {
+                    let src = &plane[(oy + ky) * d.w + kx..][..d.ow];
+                    row[oy * d.ow..(oy + 1) * d.ow].copy_from_slice(src);
+                }
+            }
+        }
+    }
+}
+
+/// Folds `dcols` (C*9 x OH*OW) back onto the image gradient `dx` (C x H x W), adding.
+fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
+    let p = d.p();
+    for c in 0..d.c {
+        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+        for ky in 0..3 {
+            for kx in 0..3 {
+                let row = &dcols[((c * 3 + ky) * 3 + kx) * p..][..p];
+                for oy in 0..d.oh {
+                    let dst = &mut plane[(oy + ky) * d.w + kx..][..d.ow];
+                    for (t, s) in dst.iter_mut().zip(&row[oy * d.ow..(oy + 1) * d.ow]) {
+                        *t += s;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Splits `0..n` images into at most `threads` contiguous ranges.
+fn ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+    let per = n.div_ceil(threads.max(1)).max(1);
+    (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
+}
+
+impl CustomOp3 for ConvBlock {
+    fn name(&self) -> &'static str {
+        "eidn-conv3x3-relu-maxpool2"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "input")?;
+        let weight = f32_slice(s2, l2, "weight")?;
+        let bias = f32_slice(s3, l3, "bias")?;
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (o, wc, kh, kw) = l2.shape().dims4()?;
+        if wc != c || kh != 3 || kw != 3 || bias.len() != o || h < 4 || w < 4 {
+            candle_core::bail!(
+                "conv block: input {:?}, weight {:?}, bias {} do not fit a 3x3 conv + 2x2 pool",
+                l1.shape(),
+                l2.shape(),
+                bias.len()
+            );
+        }
+        let (oh, ow) = (h - 2, w - 2);
+        let d = Dims {
+            n,
+            c,
+            h,
+            w,
+            o,
+            oh,
+            ow,
+            ph: oh / 2,
+            pw: ow / 2,
+        };
+        let (k, p, pooled) = (d.k(), d.p(), d.pooled());
+        let mut cols = vec![0f32; n * k * p];
+        let mut y = vec![0f32; n * pooled];
+        let mut argmax = vec![DEAD; n * pooled];
+        std::thread::scope(|s| {
+            let mut cols_rest = cols.as_mut_slice();
+            let mut y_rest = y.as_mut_slice();
+            let mut arg_rest = argmax.as_mut_slice();
+            for r in ranges(n, self.threads) {
+                let len = r.len();
+                let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
+                let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * pooled);
+                let (arg_t, a2) = std::mem::take(&mut arg_rest).split_at_mut(len * pooled);
+                (cols_rest, y_rest, arg_rest) = (c2, y2, a2);
+                let x_t = &x[r.start * c * h * w..r.end * c * h * w];
+                s.spawn(move || {
+                    let mut conv = vec![0f32; o * p];
+                    for i in 0..len {
+                        let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
+                        im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
+                        matmul(
+                            (o, p, k),
+                            weight,
+                            (k, 1),
+                            cols_i,
+                            (p, 1),
+                            &mut conv,
+                            (p, 1),
+                            false,
+                        );
+                        pool_forward(
+                            &conv,
+                            bias,
+                            &d,
+                            &mut y_t[i * pooled..(i + 1) * pooled],
+                            &mut arg_t[i * pooled..(i + 1) * pooled],
+                        );
+                    }
+                });
+            }
+        });
+        *self.saved.lock().expect("conv block state") = Some(Saved {
+            dims: d,
+            cols,
+            argmax,
+            weight: weight.to_vec(),
+        });
+        Ok((CpuStorage::F32(y), Shape::from((n, o, d.ph, d.pw))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let guard = self.saved.lock().expect("conv block state");
+        let Some(saved) = guard.as_ref() else {
+            candle_core::bail!("conv block: backward before forward");
+        };
+        let d = saved.dims;
+        let (k, p, pooled) = (d.k(), d.p(), d.pooled());
+        let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        // Weight gradients are summed per fixed chunk of images, then over chunks in order,
+        // so the result does not depend on how many threads ran.
+        let chunks: Vec<std::ops::Range<usize>> = (0..d.n)
+            .step_by(GRAD_CHUNK)
+            .map(|s| s..(s + GRAD_CHUNK).min(d.n))
+            .collect();
+        let image = d.c * d.h * d.w;
+        let mut dx = if self.input_needs_grad {
+            vec![0f32; d.n * image]
+        } else {
+            Vec::new()
+        };
+        let mut partial: Vec<(Vec<f32>, Vec<f32>)> = Vec::with_capacity(chunks.len());
+        std::thread::scope(|s| {
+            let mut dx_rest = dx.as_mut_slice();
+            let mut handles = Vec::new();
+            // Contiguous groups of chunks, one group per thread.
+            for group in ranges(chunks.len(), self.threads) {
+                let group = &chunks[group];
+                let images: usize = group.iter().map(|r| r.len()).sum();
+                let take = if self.input_needs_grad {
+                    images * image
+                } else {
+                    0
+                };
+                let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
+                dx_rest = rest;
+                let (g, saved) = (&g, saved);
+                let need_dx = self.input_needs_grad;
+                let first = group.first().map_or(0, |r| r.start);
+                handles.push(s.spawn(move || {
+                    let mut dconv = vec![0f32; d.o * p];
+                    let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
+                    let mut out = Vec::with_capacity(group.len());
+                    for r in group {
+                        let mut dw = vec![0f32; d.o * k];
+                        let mut db = vec![0f32; d.o];
+                        for img in r.clone() {
+                            dconv.fill(0.0);
+                            let gi = &g[img * pooled..(img + 1) * pooled];
+                            let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
+                            for (&a, &gv) in ai.iter().zip(gi) {
+                                if a != DEAD {
+                                    dconv[a as usize] += gv;
+                                }
+                            }
+                            for (o, row) in dconv.chunks_exact(p).enumerate() {
+                                db[o] += row.iter().sum::<f32>();
+                            }
+                            let cols = &saved.cols[img * k * p..(img + 1) * k * p];
+                            // dW (o x k) += dConv (o x p) * cols^T (p x k).
+                            matmul(
+                                (d.o, k, p),
+                                &dconv,
+                                (p, 1),
+                                cols,
+                                (1, p),
+                                &mut dw,
+                                (k, 1),
+                                true,
+                            );
+                            if need_dx {
+                                // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
+                                matmul(
+                                    (k, p, d.o),
+                                    &saved.weight,
+                                    (1, k),
+                                    &dconv,
+                                    (p, 1),
+                                    &mut dcols,
+                                    (p, 1),
+                                    false,
+                                );
+                                let i = img - first;
+                                col2im(&dcols, &d, &mut dx_t[i * image..(i + 1) * image]);
+                            }
+                        }
+                        out.push((dw, db));
+                    }
+                    out
+                }));
+            }
+            for h in handles {
+                partial.extend(h.join().expect("conv block backward thread panicked"));
+            }
+        });
+        let mut dw = vec![0f32; d.o * k];
+        let mut db = vec![0f32; d.o];
+        for (pw, pb) in &partial {
+            dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+            db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+        }
+        let device = x.device();
+        let dx = if self.input_needs_grad {
+            Some(Tensor::from_vec(dx, x.shape(), device)?)
+        } else {
+            None
+        };
+        let dw = Tensor::from_vec(dw, weight.shape(), device)?;
+        let db = Tensor::from_vec(db, bias.shape(), device)?;
+        Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+/// Adds the bias, applies ReLU and the 2x2 max-pool to one image's conv map (`o x p`),
+/// writing the pooled values and the winners' indices.
+fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mut [u32]) {
+    let p = d.p();
+    for o in 0..d.o {
+        let map = &conv[o * p..(o + 1) * p];
+        let b = bias[o];
+        for py in 0..d.ph {
+            for px in 0..d.pw {
+                let top = 2 * py * d.ow + 2 * px;
+                let mut best = top;
+                for cand in [top + 1, top + d.ow, top + d.ow + 1] {
+                    if map[cand] > map[best] {
+                        best = cand;
+                    }
+                }
+                let v = map[best] + b;
+                let j = (o * d.ph + py) * d.pw + px;
+                if v > 0.0 {
+                    y[j] = v;
+                    argmax[j] = (o * p + best) as u32;
+                } else {
+                    y[j] = 0.0;
+                    argmax[j] = DEAD;
+                }
+            }
+        }
+    }
+}
+
+/// Whether the fast path applies on this device (CPU only; CUDA keeps candle's kernels).
+pub fn enabled(device: &Device) -> bool {
+    device.is_cpu()
+}
