@@ -23,6 +23,10 @@ bench-load:
 bench-train-step:
     cargo bench --bench train_step
 
+# eidn's train step vs the same step in PyTorch (needs `pip install torch`), same threads.
+bench-vs-pytorch threads="2":
+    python3 benches/reference/compare.py --threads {{threads}}
+
 # The paper's defaults on MNIST class 0 at 1 % anomalies (50 x 100 steps of 128 triplets).
 train-paper-mnist0 out="runs/mnist-c0-r0.01-s0":
     cargo run --release -- train --dataset mnist --normal-class 0 --anomaly-ratio 0.01 --seed 0 --out {{out}}

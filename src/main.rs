@@ -78,6 +78,10 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Train the conv blocks with candle's own ops instead of the fast CPU path (slower;
+    /// for checking the fast path).
+    #[arg(long)]
+    reference_ops: bool,
     /// Print the evaluation as JSON.
     #[arg(long)]
     json: bool,
@@ -246,6 +250,7 @@ fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {
     let options = TrainOptions {
         progress: !args.quiet,
         protocol: Some(protocol),
+        reference_ops: args.reference_ops,
     };
     let model = params.fit(&pools, &device, &options)?;
     model.save(&args.out)?;

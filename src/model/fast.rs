@@ -27,6 +27,36 @@ const DEAD: u32 = u32::MAX;
 /// Images per partial weight gradient (fixed, so that sums do not depend on thread count).
 const GRAD_CHUNK: usize = 16;
 
+/// Unrolled-input buffers (tens of MB each) handed back by finished ops, so a training loop
+/// does not allocate and zero them every step.
+static COLS_POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+const COLS_POOL_MAX: usize = 4;
+
+/// A buffer of exactly `len` values with arbitrary contents (callers overwrite it whole).
+fn take_cols(len: usize) -> Vec<f32> {
+    let mut pool = COLS_POOL.lock().expect("cols pool");
+    let mut buf = match pool.iter().position(|b| b.capacity() >= len) {
+        Some(i) => pool.swap_remove(i),
+        None => Vec::new(),
+    };
+    drop(pool);
+    buf.truncate(len);
+    buf.resize(len, 0.0);
+    buf
+}
+
+impl Drop for ConvBlock {
+    fn drop(&mut self) {
+        let saved = self.saved.get_mut().map(Option::take).unwrap_or(None);
+        if let Some(saved) = saved {
+            let mut pool = COLS_POOL.lock().expect("cols pool");
+            if pool.len() < COLS_POOL_MAX {
+                pool.push(saved.cols);
+            }
+        }
+    }
+}
+
 /// What the forward pass keeps for the backward pass.
 struct Saved {
     dims: Dims,
@@ -75,7 +105,8 @@ impl ConvBlock {
     pub fn new(input_needs_grad: bool) -> Self {
         ConvBlock {
             input_needs_grad,
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // The same thread count candle's own CPU kernels use (RAYON_NUM_THREADS or cores).
+            threads: candle_core::utils::get_num_threads().max(1),
             saved: Mutex::new(None),
         }
     }
@@ -243,7 +274,7 @@ impl CustomOp3 for ConvBlock {
             pw: ow / 2,
         };
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
-        let mut cols = vec![0f32; n * k * p];
+        let mut cols = take_cols(n * k * p);
         let mut y = vec![0f32; n * pooled];
         let mut argmax = vec![DEAD; n * pooled];
         std::thread::scope(|s| {

@@ -127,11 +127,14 @@ pub struct Eidn {
     pub config: EidnConfig,
 }
 
-/// Options of a training run that do not change the result.
+/// Options of a training run that do not change what is learned.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
     pub progress: bool,
     pub protocol: Option<OneVsRest>,
+    /// Train the conv blocks with candle's own ops even on CPU (slower; the reference the
+    /// fast path is checked against).
+    pub reference_ops: bool,
 }
 
 impl EidnValidParams {
@@ -147,7 +150,7 @@ impl EidnValidParams {
         options: &TrainOptions,
     ) -> Result<Eidn, ModelError> {
         let p = &self.0;
-        let mut trainer = Trainer::new(self, pools, device)?;
+        let mut trainer = Trainer::with_path(self, pools, device, !options.reference_ops)?;
         let total = p.epochs * p.steps_per_epoch;
         let bar = progress_bar(options.progress, total as u64);
         let start = Instant::now();
@@ -219,10 +222,21 @@ pub struct Trainer {
 }
 
 impl Trainer {
+    /// A trainer on the default path (the fast conv blocks on CPU).
     pub fn new(
         params: &EidnValidParams,
         pools: &Pools,
         device: &Device,
+    ) -> Result<Trainer, ModelError> {
+        Self::with_path(params, pools, device, fast::enabled(device))
+    }
+
+    /// `use_fast`: whether the conv blocks use [`fast::ConvBlock`] (ignored off CPU).
+    pub fn with_path(
+        params: &EidnValidParams,
+        pools: &Pools,
+        device: &Device,
+        use_fast: bool,
     ) -> Result<Trainer, ModelError> {
         let p = &params.0;
         if pools.normal.is_empty() || pools.anomalous.is_empty() {
@@ -239,7 +253,8 @@ impl Trainer {
         }
         let config = EncoderConfig::new(input, p.embed_dim);
         let varmap = VarMap::new();
-        let encoder = Encoder::new(&config, &varmap, device, p.seed)?;
+        let use_fast = use_fast && fast::enabled(device);
+        let encoder = Encoder::with_path(&config, &varmap, device, p.seed, use_fast)?;
         let opt = AdamW::new(
             varmap.all_vars(),
             ParamsAdamW {
