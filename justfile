@@ -27,6 +27,10 @@ bench-train-step:
 bench-vs-pytorch threads="2":
     python3 benches/reference/compare.py --threads {{threads}}
 
+# Detector fit/score times vs scikit-learn on the same 6,000 points (needs scikit-learn).
+bench-vs-sklearn:
+    python3 benches/reference/compare_detectors.py
+
 # The paper's defaults on MNIST class 0 at 1 % anomalies (50 x 100 steps of 128 triplets).
 train-paper-mnist0 out="runs/mnist-c0-r0.01-s0":
     cargo run --release -- train --dataset mnist --normal-class 0 --anomaly-ratio 0.01 --seed 0 --out {{out}}

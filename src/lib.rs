@@ -6,5 +6,7 @@
 //! This version has the `data` stage; the others arrive with their issues.
 
 pub mod data;
+pub mod detect;
 pub mod metrics;
 pub mod model;
+pub mod reduce;

@@ -1,0 +1,54 @@
+//! Fit and score each detector on 6,000 points in 2 and in 16 dimensions (the normal pool
+//! of one MNIST class, embedded). `just bench-vs-sklearn` runs scikit-learn on the same
+//! points (benches/reference/detectors_sklearn.py) and prints the ratios.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use eidn::detect::{AnomalyScorer, Gmm, IsolationForest, Lof, OneClassSvm};
+use ndarray::Array2;
+
+/// Points in [0, 1)^d from a hash of (row, column): the same formula as the Python side, so
+/// both time the same data without sharing a file.
+pub fn points(n: usize, d: usize) -> Array2<f64> {
+    Array2::from_shape_fn((n, d), |(i, j)| {
+        let v = ((i as f64) * 12.9898 + (j as f64) * 78.233).sin() * 43758.5453;
+        v - v.floor()
+    })
+}
+
+fn bench_detectors(c: &mut Criterion) {
+    let mut group = c.benchmark_group("detectors");
+    group.sample_size(10);
+    for d in [2usize, 16] {
+        let x = points(6000, d);
+        let id = |name: &str| BenchmarkId::new(name, format!("6000x{d}"));
+        group.bench_function(id("isolation_forest_fit"), |b| {
+            b.iter(|| IsolationForest::new(0).fit(&x).unwrap())
+        });
+        let f = IsolationForest::new(0).fit(&x).unwrap();
+        group.bench_function(id("isolation_forest_score"), |b| {
+            b.iter(|| f.score(&x).unwrap())
+        });
+
+        group.bench_function(id("lof_fit"), |b| {
+            b.iter(|| Lof::default().fit(&x).unwrap())
+        });
+        let f = Lof::default().fit(&x).unwrap();
+        group.bench_function(id("lof_score"), |b| b.iter(|| f.score(&x).unwrap()));
+
+        group.bench_function(id("gmm_fit"), |b| b.iter(|| Gmm::new(0).fit(&x).unwrap()));
+        let f = Gmm::new(0).fit(&x).unwrap();
+        group.bench_function(id("gmm_score"), |b| b.iter(|| f.score(&x).unwrap()));
+
+        group.bench_function(id("one_class_svm_fit"), |b| {
+            b.iter(|| OneClassSvm::default().fit(&x).unwrap())
+        });
+        let f = OneClassSvm::default().fit(&x).unwrap();
+        group.bench_function(id("one_class_svm_score"), |b| {
+            b.iter(|| f.score(&x).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_detectors);
+criterion_main!(benches);

@@ -1,0 +1,230 @@
+//! Local outlier factor (Breunig et al. 2000) in scikit-learn's novelty mode
+//! (`LocalOutlierFactor(novelty=True)`), written here because no maintained Rust crate has it.
+//!
+//! Fit: for every training point p, its k nearest *other* training points N(p) and its
+//! k-distance; lrd(p) = 1 / (mean over o in N(p) of max(k-distance(o), d(p, o)) + 1e-10).
+//! Score of a new point q: its k nearest training points, lrd(q) likewise, and
+//! LOF(q) = mean lrd(o) over N(q) / lrd(q) (scikit-learn's `-score_samples`). k =
+//! min(n_neighbors, n - 1). Neighbours come from a kiddo k-d tree for 1 to 16 dimensions and
+//! from a brute-force search otherwise (kiddo fixes the dimension at compile time).
+
+use std::num::NonZero;
+
+use kiddo::{ImmutableKdTree, SquaredEuclidean};
+use ndarray::Array2;
+
+use super::{check_dim, AnomalyScorer, DetectError};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lof {
+    pub n_neighbors: usize,
+}
+
+impl Default for Lof {
+    /// k = 20, scikit-learn's default.
+    fn default() -> Self {
+        Lof { n_neighbors: 20 }
+    }
+}
+
+/// For each query: the k nearest training points as (distance, index), nearest first.
+type Neighbours = Vec<Vec<(f64, usize)>>;
+
+impl Lof {
+    pub fn fit(&self, x: &Array2<f64>) -> Result<FittedLof, DetectError> {
+        if self.n_neighbors == 0 {
+            return Err(DetectError::InvalidParams(
+                "LOF needs n_neighbors >= 1".into(),
+            ));
+        }
+        if x.nrows() < 2 {
+            return Err(DetectError::TooFewSamples {
+                detector: "LOF",
+                needed: 2,
+                got: x.nrows(),
+            });
+        }
+        check_dim(x, x.ncols())?;
+        let k = self.n_neighbors.min(x.nrows() - 1);
+        let index = NeighbourIndex::new(x);
+        // k + 1 neighbours of each training point, then drop the point itself.
+        let mut neighbours = index.query(x, k + 1);
+        for (i, list) in neighbours.iter_mut().enumerate() {
+            match list.iter().position(|&(_, j)| j == i) {
+                Some(at) => {
+                    list.remove(at);
+                }
+                None => {
+                    list.pop();
+                }
+            }
+        }
+        let k_distance: Vec<f64> = neighbours.iter().map(|l| l[k - 1].0).collect();
+        let lrd = local_reachability(&neighbours, &k_distance);
+        Ok(FittedLof {
+            index,
+            k,
+            k_distance,
+            lrd,
+        })
+    }
+}
+
+fn local_reachability(neighbours: &Neighbours, k_distance: &[f64]) -> Vec<f64> {
+    neighbours
+        .iter()
+        .map(|list| {
+            let reach: f64 = list.iter().map(|&(d, j)| d.max(k_distance[j])).sum();
+            1.0 / (reach / list.len() as f64 + 1e-10)
+        })
+        .collect()
+}
+
+pub struct FittedLof {
+    index: NeighbourIndex,
+    k: usize,
+    k_distance: Vec<f64>,
+    lrd: Vec<f64>,
+}
+
+impl AnomalyScorer for FittedLof {
+    fn score(&self, x: &Array2<f64>) -> Result<Vec<f64>, DetectError> {
+        check_dim(x, self.index.dim)?;
+        let neighbours = self.index.query(x, self.k);
+        let lrd_q = local_reachability(&neighbours, &self.k_distance);
+        Ok(neighbours
+            .iter()
+            .zip(lrd_q)
+            .map(|(list, lq)| {
+                let mean: f64 =
+                    list.iter().map(|&(_, j)| self.lrd[j]).sum::<f64>() / list.len() as f64;
+                mean / lq
+            })
+            .collect())
+    }
+}
+
+/// k-nearest-neighbour search over the training points.
+struct NeighbourIndex {
+    dim: usize,
+    points: Array2<f64>,
+    tree: Option<Tree>,
+}
+
+macro_rules! trees {
+    ($($k:literal => $v:ident),*) => {
+        enum Tree { $($v(ImmutableKdTree<f64, $k>)),* }
+
+        impl Tree {
+            fn build(x: &Array2<f64>) -> Option<Tree> {
+                match x.ncols() {
+                    $($k => Some(Tree::$v(
+                        ImmutableKdTree::new_from_slice(&rows::<$k>(x)).ok()?
+                    )),)*
+                    _ => None,
+                }
+            }
+
+            fn query(&self, x: &Array2<f64>, k: usize) -> Neighbours {
+                let k = NonZero::new(k).expect("k >= 1");
+                match self {
+                    $(Tree::$v(t) => rows::<$k>(x)
+                        .iter()
+                        .map(|q| {
+                            t.query(q)
+                                .nearest_n::<SquaredEuclidean<f64>>(k)
+                                .execute()
+                                .into_iter()
+                                .map(|r| (r.distance.sqrt(), r.item as usize))
+                                .collect()
+                        })
+                        .collect(),)*
+                }
+            }
+        }
+    };
+}
+
+trees!(1 => D1, 2 => D2, 3 => D3, 4 => D4, 5 => D5, 6 => D6, 7 => D7, 8 => D8,
+       9 => D9, 10 => D10, 11 => D11, 12 => D12, 13 => D13, 14 => D14, 15 => D15, 16 => D16);
+
+fn rows<const K: usize>(x: &Array2<f64>) -> Vec<[f64; K]> {
+    x.rows()
+        .into_iter()
+        .map(|r| std::array::from_fn(|i| r[i]))
+        .collect()
+}
+
+impl NeighbourIndex {
+    fn new(x: &Array2<f64>) -> Self {
+        NeighbourIndex {
+            dim: x.ncols(),
+            points: x.clone(),
+            tree: Tree::build(x),
+        }
+    }
+
+    fn query(&self, x: &Array2<f64>, k: usize) -> Neighbours {
+        match &self.tree {
+            Some(t) => t.query(x, k),
+            None => brute_force(&self.points, x, k),
+        }
+    }
+}
+
+/// Exact k nearest neighbours by scanning every training point.
+fn brute_force(points: &Array2<f64>, x: &Array2<f64>, k: usize) -> Neighbours {
+    x.rows()
+        .into_iter()
+        .map(|q| {
+            let mut d: Vec<(f64, usize)> = points
+                .rows()
+                .into_iter()
+                .enumerate()
+                .map(|(j, p)| {
+                    let s: f64 = p.iter().zip(q.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
+                    (s.sqrt(), j)
+                })
+                .collect();
+            let k = k.min(d.len());
+            d.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
+            d.truncate(k);
+            d.sort_by(|a, b| a.0.total_cmp(&b.0));
+            d
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_and_brute_force_agree() {
+        let v: Vec<f64> = (0..300)
+            .map(|i| ((i * 7919) % 997) as f64 / 997.0)
+            .collect();
+        let x = Array2::from_shape_vec((100, 3), v).unwrap();
+        let q = x.slice(ndarray::s![..10, ..]).to_owned();
+        let tree = NeighbourIndex::new(&x).query(&q, 5);
+        let brute = brute_force(&x, &q, 5);
+        for (a, b) in tree.iter().zip(&brute) {
+            for (p, r) in a.iter().zip(b) {
+                assert!((p.0 - r.0).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn hand_worked_lof() {
+        // 1-D points 0, 1, 2 and k = 1: each point's nearest other point is at distance 1,
+        // so every k-distance is 1, every lrd 1. A query at 5: nearest is 2 at distance 3,
+        // reach = max(1, 3) = 3, lrd = 1/3, LOF = 1 / (1/3) = 3 (up to the 1e-10 guard).
+        let x = Array2::from_shape_vec((3, 1), vec![0.0, 1.0, 2.0]).unwrap();
+        let f = Lof { n_neighbors: 1 }.fit(&x).unwrap();
+        let q = Array2::from_shape_vec((2, 1), vec![5.0, 1.0]).unwrap();
+        let s = f.score(&q).unwrap();
+        assert!((s[0] - 3.0).abs() < 1e-8, "{s:?}");
+        assert!((s[1] - 1.0).abs() < 1e-8, "{s:?}");
+    }
+}

@@ -1,0 +1,127 @@
+//! Reducers: map images to a low-dimensional embedding on which the detectors run (paper
+//! Fig 7). Each is fitted on training data and then transforms any [`ImageSet`] into an
+//! `n x dim` matrix.
+//!
+//! - [`EidnReducer`]: a trained EIDN encoder, f(x).
+//! - [`Pca`]: linfa-reduction's PCA of the flattened pixels.
+//! - [`Lda`]: Fisher LDA with shrinkage, written here (linfa has none), solved as a
+//!   symmetric generalised eigenproblem with faer.
+
+mod lda;
+
+use linfa::dataset::DatasetBase;
+use linfa::traits::{Fit, Predict};
+use linfa_reduction::Pca as LinfaPca;
+use ndarray::Array2;
+
+use crate::data::ImageSet;
+use crate::model::{Eidn, ModelError};
+
+pub use lda::{FittedLda, Lda};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReduceError {
+    #[error("invalid parameter: {0}")]
+    InvalidParams(String),
+    #[error("images have {got} values each but the reducer was fitted on {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("{0} labels for {1} images")]
+    Labels(usize, usize),
+    #[error("{reducer} failed: {message}")]
+    Fit {
+        reducer: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+/// A fitted reducer.
+pub trait Reducer {
+    /// Output dimension.
+    fn dim(&self) -> usize;
+    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError>;
+}
+
+/// Pixels scaled to [0, 1], one image per row.
+pub fn flatten(images: &ImageSet) -> Array2<f64> {
+    let d = images.image_len();
+    let values: Vec<f64> = images
+        .pixels
+        .iter()
+        .map(|&p| f64::from(p) / 255.0)
+        .collect();
+    Array2::from_shape_vec((images.len(), d), values).expect("pixels are len x image_len")
+}
+
+/// The EIDN encoder as a reducer.
+pub struct EidnReducer<'a>(pub &'a Eidn);
+
+impl Reducer for EidnReducer<'_> {
+    fn dim(&self) -> usize {
+        self.0.config.encoder.embed_dim
+    }
+
+    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
+        let z = self.0.embed(images)?;
+        let values = z.into_iter().map(f64::from).collect();
+        Ok(
+            Array2::from_shape_vec((images.len(), self.dim()), values)
+                .expect("embed_dim per image"),
+        )
+    }
+}
+
+/// Principal component analysis to `n_components` dimensions (no whitening).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pca {
+    pub n_components: usize,
+}
+
+impl Pca {
+    pub fn fit(&self, images: &ImageSet) -> Result<FittedPca, ReduceError> {
+        let x = flatten(images);
+        if self.n_components == 0 || self.n_components > x.ncols().min(x.nrows()) {
+            return Err(ReduceError::InvalidParams(format!(
+                "PCA to {} components from {} x {}",
+                self.n_components,
+                x.nrows(),
+                x.ncols()
+            )));
+        }
+        let model = LinfaPca::params(self.n_components)
+            .whiten(false)
+            .fit(&DatasetBase::from(x))
+            .map_err(|e| ReduceError::Fit {
+                reducer: "PCA",
+                message: e.to_string(),
+            })?;
+        Ok(FittedPca {
+            model,
+            input: images.image_len(),
+            dim: self.n_components,
+        })
+    }
+}
+
+pub struct FittedPca {
+    model: linfa_reduction::Pca<f64>,
+    input: usize,
+    dim: usize,
+}
+
+impl Reducer for FittedPca {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
+        if images.image_len() != self.input {
+            return Err(ReduceError::Dimension {
+                got: images.image_len(),
+                want: self.input,
+            });
+        }
+        Ok(self.model.predict(&flatten(images)))
+    }
+}
