@@ -168,6 +168,7 @@ struct FetchArgs {
 }
 
 fn main() -> ExitCode {
+    eidn::model::fast::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

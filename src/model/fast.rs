@@ -27,32 +27,39 @@ const DEAD: u32 = u32::MAX;
 /// Images per partial weight gradient (fixed, so that sums do not depend on thread count).
 const GRAD_CHUNK: usize = 16;
 
-/// Unrolled-input buffers (tens of MB each) handed back by finished ops, so a training loop
-/// does not allocate and zero them every step.
+/// Buffers handed back by finished ops (the unrolled inputs, tens of MB, and the pool
+/// winners), so that a training loop does not allocate and first-touch them every step:
+/// page faults on fresh buffers cost as much as the arithmetic of the first block.
 static COLS_POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-const COLS_POOL_MAX: usize = 4;
+static ARGMAX_POOL: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 4;
 
 /// A buffer of exactly `len` values with arbitrary contents (callers overwrite it whole).
-fn take_cols(len: usize) -> Vec<f32> {
-    let mut pool = COLS_POOL.lock().expect("cols pool");
+fn take<T: Copy + Default>(pool: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
+    let mut pool = pool.lock().expect("buffer pool");
     let mut buf = match pool.iter().position(|b| b.capacity() >= len) {
         Some(i) => pool.swap_remove(i),
         None => Vec::new(),
     };
     drop(pool);
     buf.truncate(len);
-    buf.resize(len, 0.0);
+    buf.resize(len, T::default());
     buf
+}
+
+fn give_back<T>(pool: &Mutex<Vec<Vec<T>>>, buf: Vec<T>) {
+    let mut pool = pool.lock().expect("buffer pool");
+    if pool.len() < POOL_MAX {
+        pool.push(buf);
+    }
 }
 
 impl Drop for ConvBlock {
     fn drop(&mut self) {
         let saved = self.saved.get_mut().map(Option::take).unwrap_or(None);
         if let Some(saved) = saved {
-            let mut pool = COLS_POOL.lock().expect("cols pool");
-            if pool.len() < COLS_POOL_MAX {
-                pool.push(saved.cols);
-            }
+            give_back(&COLS_POOL, saved.cols);
+            give_back(&ARGMAX_POOL, saved.argmax);
         }
     }
 }
@@ -192,6 +199,23 @@ fn matmul(
     }
 }
 
+/// Below this many unrolled rows (the first block has 9 or 27) the gemm crate's packing costs
+/// more than the arithmetic, so plain vectorisable loops do the products instead.
+const SMALL_K: usize = 32;
+
+/// `out (o x p) = w (o x k) * cols (k x p)` as rows of axpys, for small `k`.
+fn conv_small_k(w: &[f32], cols: &[f32], (o, p, k): (usize, usize, usize), out: &mut [f32]) {
+    for (oi, row) in out.chunks_exact_mut(p).enumerate().take(o) {
+        row.fill(0.0);
+        for (kk, col) in cols.chunks_exact(p).enumerate().take(k) {
+            let wv = w[oi * k + kk];
+            for (r, c) in row.iter_mut().zip(col) {
+                *r += wv * c;
+            }
+        }
+    }
+}
+
 /// Unrolls image `x` (C x H x W) into `cols` (C*9 x OH*OW).
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
     let p = d.p();
@@ -274,9 +298,9 @@ impl CustomOp3 for ConvBlock {
             pw: ow / 2,
         };
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
-        let mut cols = take_cols(n * k * p);
+        let mut cols = take(&COLS_POOL, n * k * p);
         let mut y = vec![0f32; n * pooled];
-        let mut argmax = vec![DEAD; n * pooled];
+        let mut argmax = take(&ARGMAX_POOL, n * pooled);
         std::thread::scope(|s| {
             let mut cols_rest = cols.as_mut_slice();
             let mut y_rest = y.as_mut_slice();
@@ -293,16 +317,12 @@ impl CustomOp3 for ConvBlock {
                     for i in 0..len {
                         let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
                         im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
-                        matmul(
-                            (o, p, k),
-                            weight,
-                            (k, 1),
-                            cols_i,
-                            (p, 1),
-                            &mut conv,
-                            (p, 1),
-                            false,
-                        );
+                        if k <= SMALL_K {
+                            conv_small_k(weight, cols_i, (o, p, k), &mut conv);
+                        } else {
+                            let (wl, cl) = ((k, 1), (p, 1));
+                            matmul((o, p, k), weight, wl, cols_i, cl, &mut conv, (p, 1), false);
+                        }
                         pool_forward(
                             &conv,
                             bias,
@@ -389,16 +409,8 @@ impl CustomOp3 for ConvBlock {
                             }
                             let cols = &saved.cols[img * k * p..(img + 1) * k * p];
                             // dW (o x k) += dConv (o x p) * cols^T (p x k).
-                            matmul(
-                                (d.o, k, p),
-                                &dconv,
-                                (p, 1),
-                                cols,
-                                (1, p),
-                                &mut dw,
-                                (k, 1),
-                                true,
-                            );
+                            let (gl, cl) = ((p, 1), (1, p));
+                            matmul((d.o, k, p), &dconv, gl, cols, cl, &mut dw, (k, 1), true);
                             if need_dx {
                                 // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
                                 matmul(
@@ -450,23 +462,26 @@ fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mu
         let map = &conv[o * p..(o + 1) * p];
         let b = bias[o];
         for py in 0..d.ph {
+            let y_row = &mut y[(o * d.ph + py) * d.pw..][..d.pw];
+            let a_row = &mut argmax[(o * d.ph + py) * d.pw..][..d.pw];
             for px in 0..d.pw {
+                // Branch-free: which of the four wins is data-dependent and unpredictable.
                 let top = 2 * py * d.ow + 2 * px;
-                let mut best = top;
-                for cand in [top + 1, top + d.ow, top + d.ow + 1] {
-                    if map[cand] > map[best] {
-                        best = cand;
-                    }
-                }
-                let v = map[best] + b;
-                let j = (o * d.ph + py) * d.pw + px;
-                if v > 0.0 {
-                    y[j] = v;
-                    argmax[j] = (o * p + best) as u32;
+                let (i0, i1, i2, i3) = (top, top + 1, top + d.ow, top + d.ow + 1);
+                let (a, ia) = if map[i1] > map[i0] {
+                    (map[i1], i1)
                 } else {
-                    y[j] = 0.0;
-                    argmax[j] = DEAD;
-                }
+                    (map[i0], i0)
+                };
+                let (c, ic) = if map[i3] > map[i2] {
+                    (map[i3], i3)
+                } else {
+                    (map[i2], i2)
+                };
+                let (m, im) = if c > a { (c, ic) } else { (a, ia) };
+                let v = m + b;
+                y_row[px] = v.max(0.0);
+                a_row[px] = if v > 0.0 { (o * p + im) as u32 } else { DEAD };
             }
         }
     }
@@ -475,4 +490,18 @@ fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mu
 /// Whether the fast path applies on this device (CPU only; CUDA keeps candle's kernels).
 pub fn enabled(device: &Device) -> bool {
     device.is_cpu()
+}
+
+/// Asks glibc's malloc to keep freed memory instead of unmapping it: every training step
+/// frees and reallocates buffers of several MB (activations, gradients) that candle owns, and
+/// with glibc's defaults each comes back as fresh pages whose first-touch faults cost ~20 %
+/// of a 3x32x32 step. Process-wide, so binaries call it once at start; a no-op elsewhere.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning parameters; called before heavy use.
+    unsafe {
+        // 32 MiB is glibc's largest mmap threshold on 64-bit; above it mallopt refuses.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
 }
