@@ -11,7 +11,7 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{check_dim, AnomalyScorer, DetectError};
+use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct IsolationForest {
@@ -36,14 +36,7 @@ impl IsolationForest {
                 "isolation forest needs n_trees >= 1 and sample_size >= 2".into(),
             ));
         }
-        if x.nrows() < 2 {
-            return Err(DetectError::TooFewSamples {
-                detector: "isolation forest",
-                needed: 2,
-                got: x.nrows(),
-            });
-        }
-        check_dim(x, x.ncols())?;
+        check_training(x, "isolation forest", 2)?;
         let psi = self.sample_size.min(x.nrows());
         let max_depth = (psi as f64).log2().ceil() as usize;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);

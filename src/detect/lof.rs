@@ -13,7 +13,7 @@ use std::num::NonZero;
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use ndarray::Array2;
 
-use super::{check_dim, AnomalyScorer, DetectError};
+use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lof {
@@ -37,14 +37,7 @@ impl Lof {
                 "LOF needs n_neighbors >= 1".into(),
             ));
         }
-        if x.nrows() < 2 {
-            return Err(DetectError::TooFewSamples {
-                detector: "LOF",
-                needed: 2,
-                got: x.nrows(),
-            });
-        }
-        check_dim(x, x.ncols())?;
+        check_training(x, "LOF", 2)?;
         let k = self.n_neighbors.min(x.nrows() - 1);
         let index = NeighbourIndex::new(x);
         // k + 1 neighbours of each training point, then drop the point itself.

@@ -118,6 +118,22 @@ pub(crate) fn check_finite(x: &Array2<f64>) -> Result<(), DetectError> {
     }
 }
 
+/// Training data: at least `needed` rows, all finite.
+pub(crate) fn check_training(
+    x: &Array2<f64>,
+    detector: &'static str,
+    needed: usize,
+) -> Result<(), DetectError> {
+    if x.nrows() < needed {
+        return Err(DetectError::TooFewSamples {
+            detector,
+            needed,
+            got: x.nrows(),
+        });
+    }
+    check_finite(x)
+}
+
 pub(crate) fn check_dim(x: &Array2<f64>, want: usize) -> Result<(), DetectError> {
     if x.ncols() != want {
         return Err(DetectError::Dimension {

@@ -9,7 +9,7 @@ use linfa::traits::Fit;
 use linfa_svm::Svm;
 use ndarray::Array2;
 
-use super::{check_dim, AnomalyScorer, DetectError};
+use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OneClassSvm {
@@ -33,14 +33,7 @@ impl OneClassSvm {
         if !(self.nu > 0.0 && self.nu <= 1.0) {
             return Err(DetectError::InvalidParams("nu must be in (0, 1]".into()));
         }
-        if x.nrows() < 2 {
-            return Err(DetectError::TooFewSamples {
-                detector: "one-class SVM",
-                needed: 2,
-                got: x.nrows(),
-            });
-        }
-        check_dim(x, x.ncols())?;
+        check_training(x, "one-class SVM", 2)?;
         let gamma = match self.gamma {
             Some(g) if g > 0.0 && g.is_finite() => g,
             Some(_) => return Err(DetectError::InvalidParams("gamma must be > 0".into())),
