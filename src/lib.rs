@@ -3,10 +3,12 @@
 //!
 //! Data flows one way through modules named after the pipeline stages:
 //! `data` -> `model` / `reduce` -> `detect` -> `metrics` -> `experiment` -> `report`.
-//! This version has the `data` stage; the others arrive with their issues.
+//! `report` (tables and charts) is next.
 
 pub mod data;
 pub mod detect;
+pub mod experiment;
 pub mod metrics;
 pub mod model;
 pub mod reduce;
+pub mod report;

@@ -13,8 +13,13 @@ use eidn::data::manifest::Manifest;
 use eidn::data::protocol::OneVsRest;
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 use eidn::data::{load, resolve_data_dir, DatasetName};
+use eidn::experiment::{
+    current_commit, machine_description, read_records, run_profile, Profile, ResultStore, RunMeta,
+    RunOptions, Shard, StageId, ValidProfile,
+};
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
+use eidn::report::{Report, Thresholds};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +44,61 @@ enum Command {
     Train(TrainArgs),
     /// Score the test set of a saved model's protocol: ROC AUC and average precision.
     Evaluate(EvaluateArgs),
+    /// Run a profile's grid (resuming where a previous run stopped), then write its report.
+    Reproduce(ReproduceArgs),
+    /// Write the markdown report and charts from a results folder (all shards merged).
+    Report(ReportArgs),
+    /// Run a profile and fail, naming each cell, when a mean AUC is below its threshold.
+    Regress(RegressArgs),
+}
+
+#[derive(Args)]
+struct GridArgs {
+    /// A built-in profile (paper, quick, ci) or a TOML file.
+    #[arg(long, default_value = "quick")]
+    profile: String,
+    /// Results folder (default: results/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    results: Option<PathBuf>,
+    /// Run every N-th cell starting at the K-th (1-based), e.g. for a SLURM array job.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
+    /// Only these stages (table1, table2, table3, fig5, unseen, fig7), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// cpu, or cuda[:N] with the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No per-cell lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    #[command(flatten)]
+    grid: GridArgs,
+    /// Report folder (default: reports/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A results folder written by `eidn reproduce`.
+    #[arg(long, value_name = "DIR")]
+    results: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct RegressArgs {
+    #[command(flatten)]
+    grid: GridArgs,
+    /// TOML file of per-cell minimum mean AUCs.
+    #[arg(long, value_name = "FILE")]
+    thresholds: PathBuf,
 }
 
 #[derive(Args)]
@@ -209,6 +269,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Data(DataCommand::Fetch(args)) => fetch(&args, &data_dir),
         Command::Train(args) => train(&args, &data_dir),
+        Command::Reproduce(args) => {
+            let (profile, results) = run_grid(&args.grid, &data_dir)?;
+            let out = args
+                .out
+                .unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
+            write_report(&results, &out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report(args) => {
+            write_report(&args.results, &args.out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Regress(args) => {
+            let (_, results) = run_grid(&args.grid, &data_dir)?;
+            let thresholds = Thresholds::load(&args.thresholds)?;
+            let records = read_records(&results)?;
+            let failures = thresholds.check(&records);
+            println!("{}", thresholds.table(&records));
+            if failures.is_empty() {
+                println!("regress: every cell at or above its threshold");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for f in &failures {
+                    eprintln!("regress: FAIL {f}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
         Command::Evaluate(args) => {
             let device = parse_device(&args.device)?;
             let model = Eidn::load(&args.model, &device)
@@ -216,6 +304,77 @@ fn run(cli: Cli) -> Result<ExitCode> {
             report_evaluation(&model, &data_dir, args.json)
         }
     }
+}
+
+/// Runs a profile's grid into its results folder; returns the profile and the folder.
+fn run_grid(args: &GridArgs, data_dir: &Path) -> Result<(ValidProfile, PathBuf)> {
+    let profile = Profile::resolve(&args.profile)?;
+    let results = args
+        .results
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("results").join(&profile.name));
+    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
+    let only = args
+        .only
+        .iter()
+        .map(|s| StageId::parse(s).with_context(|| format!("--only: no stage named {s:?}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut store = ResultStore::open(&results, shard.map(|s| s.tag()).as_deref())?;
+    let options = RunOptions {
+        data_dir: data_dir.to_path_buf(),
+        device: parse_device(&args.device)?,
+        shard,
+        only: only.clone(),
+        verbose: !args.quiet,
+    };
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let cells = profile.cells(&only).len();
+    eprintln!(
+        "profile {}: {cells} cells{}; results in {}",
+        profile.name,
+        shard.map_or(String::new(), |s| format!(
+            " (shard {}/{})",
+            s.index, s.count
+        )),
+        results.display()
+    );
+    let summary = run_profile(&profile, &mut store, &options)?;
+    let meta = RunMeta {
+        profile: profile.name.clone(),
+        only: only.iter().map(|s| s.as_str().to_string()).collect(),
+        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
+        commit: current_commit(),
+        machine: machine_description(),
+        device: args.device.clone(),
+        seeds: profile.all_seeds(),
+        started_unix,
+        wall_seconds: summary.wall_seconds,
+        cells: summary.cells,
+        cells_run: summary.cells_run,
+        records_written: summary.records_written,
+        missing_data: summary.missing_data.clone(),
+    };
+    meta.save(&results)?;
+    eprintln!(
+        "{} cells: {} run, {} already done, {} without data; {} records written in {:.0} s",
+        summary.cells,
+        summary.cells_run,
+        summary.cells_already_done,
+        summary.missing_data.len(),
+        summary.records_written,
+        summary.wall_seconds
+    );
+    Ok((profile, results))
+}
+
+fn write_report(results: &Path, out: &Path) -> Result<()> {
+    let report = Report::build(results)?;
+    report.write(out)?;
+    println!("{}", report.terminal_tables());
+    eprintln!("report written to {}", out.join("README.md").display());
+    Ok(())
 }
 
 fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {

@@ -52,7 +52,7 @@ pub trait AnomalyScorer {
 }
 
 /// The detectors of the harness, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DetectorKind {
     IsolationForest,
@@ -78,6 +78,17 @@ impl DetectorKind {
             DetectorKind::Gmm => "gmm",
             DetectorKind::Lof => "lof",
             DetectorKind::OriginDistance => "origin_distance",
+        }
+    }
+
+    /// Name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            DetectorKind::IsolationForest => "isolation forest",
+            DetectorKind::OneClassSvm => "one-class SVM",
+            DetectorKind::Gmm => "GMM",
+            DetectorKind::Lof => "LOF",
+            DetectorKind::OriginDistance => "distance from origin",
         }
     }
 

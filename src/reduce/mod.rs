@@ -13,6 +13,7 @@ use linfa::dataset::DatasetBase;
 use linfa::traits::{Fit, Predict};
 use linfa_reduction::Pca as LinfaPca;
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
 use crate::model::{Eidn, ModelError};
@@ -34,6 +35,36 @@ pub enum ReduceError {
     },
     #[error(transparent)]
     Model(#[from] ModelError),
+}
+
+/// The reducers of the harness, by name (profiles and result records use these names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReducerKind {
+    Eidn,
+    Pca,
+    Lda,
+}
+
+impl ReducerKind {
+    pub const ALL: [ReducerKind; 3] = [ReducerKind::Eidn, ReducerKind::Pca, ReducerKind::Lda];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReducerKind::Eidn => "eidn",
+            ReducerKind::Pca => "pca",
+            ReducerKind::Lda => "lda",
+        }
+    }
+
+    /// Name in reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            ReducerKind::Eidn => "EIDN",
+            ReducerKind::Pca => "PCA",
+            ReducerKind::Lda => "LDA",
+        }
+    }
 }
 
 /// A fitted reducer.

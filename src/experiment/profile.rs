@@ -1,0 +1,478 @@
+//! Profiles: the grids of `configs/*.toml`, parsed and checked once, then expanded into
+//! cells (one trained encoder each at most).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::ExperimentError;
+use crate::data::protocol::OneVsRest;
+use crate::data::DatasetName;
+use crate::detect::DetectorKind;
+use crate::model::EidnParams;
+use crate::reduce::ReducerKind;
+
+/// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
+pub const BUILTIN: [(&str, &str); 3] = [
+    ("paper", include_str!("../../configs/paper.toml")),
+    ("quick", include_str!("../../configs/quick.toml")),
+    ("ci", include_str!("../../configs/ci.toml")),
+];
+
+/// EIDN training settings of a stage (the paper's: 50 x 100 steps of 128 triplets).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainSpec {
+    pub epochs: usize,
+    pub steps_per_epoch: usize,
+    pub batch_size: usize,
+    #[serde(default = "default_margin")]
+    pub margin: f64,
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    #[serde(default = "default_embed_dim")]
+    pub embed_dim: usize,
+}
+
+fn default_margin() -> f64 {
+    0.2
+}
+fn default_lr() -> f64 {
+    1e-3
+}
+fn default_embed_dim() -> usize {
+    2
+}
+
+impl TrainSpec {
+    pub fn params(&self, seed: u64) -> EidnParams {
+        EidnParams {
+            embed_dim: self.embed_dim,
+            margin: self.margin,
+            lr: self.lr,
+            epochs: self.epochs,
+            steps_per_epoch: self.steps_per_epoch,
+            batch_size: self.batch_size,
+            seed,
+        }
+    }
+
+    pub fn steps(&self) -> usize {
+        self.epochs * self.steps_per_epoch
+    }
+}
+
+/// What a stage reproduces; the report picks its records by these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StageId {
+    Table1,
+    Table2,
+    Table3,
+    Fig5,
+    Unseen,
+    Fig7,
+}
+
+impl StageId {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageId::Table1 => "table1",
+            StageId::Table2 => "table2",
+            StageId::Table3 => "table3",
+            StageId::Fig5 => "fig5",
+            StageId::Unseen => "unseen",
+            StageId::Fig7 => "fig7",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StageId> {
+        [
+            StageId::Table1,
+            StageId::Table2,
+            StageId::Table3,
+            StageId::Fig5,
+            StageId::Unseen,
+            StageId::Fig7,
+        ]
+        .into_iter()
+        .find(|id| id.as_str() == s)
+    }
+}
+
+/// One `[[stage]]` of a profile: a grid over classes x ratios x seeds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageSpec {
+    pub id: StageId,
+    pub dataset: DatasetName,
+    /// Normal classes (labels); default every class (Concrete: 0, the uncracked images).
+    #[serde(default)]
+    pub classes: Option<Vec<u8>>,
+    /// Anomalies as a fraction of the normal training images.
+    pub ratios: Vec<f64>,
+    /// Default: the profile's seeds.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+    /// The unseen-anomaly test: training anomalies only from these classes...
+    #[serde(default)]
+    pub train_anomaly_classes: Option<Vec<u8>>,
+    /// ...and test anomalies only from these.
+    #[serde(default)]
+    pub test_anomaly_classes: Option<Vec<u8>>,
+    #[serde(default = "default_reducers")]
+    pub reducers: Vec<ReducerKind>,
+    #[serde(default = "default_detectors")]
+    pub detectors: Vec<DetectorKind>,
+    /// Overrides the profile's `[train]`.
+    #[serde(default)]
+    pub train: Option<TrainSpec>,
+}
+
+fn default_reducers() -> Vec<ReducerKind> {
+    vec![ReducerKind::Eidn]
+}
+fn default_detectors() -> Vec<DetectorKind> {
+    vec![DetectorKind::OriginDistance]
+}
+
+/// A profile file as written.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    pub seeds: Vec<u64>,
+    pub train: TrainSpec,
+    #[serde(rename = "stage")]
+    pub stages: Vec<StageSpec>,
+}
+
+/// A profile that passed [`Profile::check`].
+#[derive(Clone, Debug)]
+pub struct ValidProfile(Profile);
+
+impl std::ops::Deref for ValidProfile {
+    type Target = Profile;
+    fn deref(&self) -> &Profile {
+        &self.0
+    }
+}
+
+/// Classes per dataset (the profile is checked without loading any data).
+fn class_count(dataset: DatasetName) -> usize {
+    match dataset {
+        DatasetName::Mnist | DatasetName::Cifar10 => 10,
+        DatasetName::Concrete => 2,
+    }
+}
+
+impl Profile {
+    /// A built-in profile by name, or a TOML file by path.
+    pub fn resolve(name_or_path: &str) -> Result<ValidProfile, ExperimentError> {
+        if let Some((_, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Profile::parse(text, Path::new(&format!("configs/{name_or_path}.toml")));
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            return Err(ExperimentError::Profile {
+                path: path.to_path_buf(),
+                message: format!(
+                    "no such file, and not a built-in profile ({})",
+                    names.join(", ")
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::io(path, e))?;
+        Profile::parse(&text, path)
+    }
+
+    /// Parses and checks; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<ValidProfile, ExperimentError> {
+        let profile: Profile = toml::from_str(text).map_err(|e| ExperimentError::Profile {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        profile.check(path)
+    }
+
+    fn check(self, path: &Path) -> Result<ValidProfile, ExperimentError> {
+        let bad = |message: String| {
+            Err(ExperimentError::Profile {
+                path: path.to_path_buf(),
+                message,
+            })
+        };
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(format!(
+                "name {:?} must be non-empty letters, digits, - or _ (it names the results folder)",
+                self.name
+            ));
+        }
+        if self.seeds.is_empty() {
+            return bad("seeds is empty".into());
+        }
+        if self.stages.is_empty() {
+            return bad("no [[stage]]".into());
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            let at = format!("stage {} ({})", i + 1, s.id.as_str());
+            let train = s.train.as_ref().unwrap_or(&self.train);
+            if let Err(e) = train.params(0).check() {
+                return bad(format!("{at}: {e}"));
+            }
+            if s.ratios.is_empty() || s.ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+                return bad(format!(
+                    "{at}: ratios must be a non-empty list of numbers > 0"
+                ));
+            }
+            if s.seeds.as_ref().is_some_and(|v| v.is_empty()) {
+                return bad(format!("{at}: seeds is empty"));
+            }
+            if s.reducers.is_empty() || s.detectors.is_empty() {
+                return bad(format!("{at}: reducers and detectors must not be empty"));
+            }
+            let n = class_count(s.dataset);
+            let classes = s
+                .classes
+                .iter()
+                .flatten()
+                .chain(s.train_anomaly_classes.iter().flatten())
+                .chain(s.test_anomaly_classes.iter().flatten());
+            for &c in classes {
+                if c as usize >= n {
+                    return bad(format!("{at}: class {c} out of range for {}", s.dataset));
+                }
+            }
+        }
+        Ok(ValidProfile(self))
+    }
+}
+
+/// One trained encoder's worth of work: a protocol, a training setting and the
+/// (reducer, detector) pairs wanted on it.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub protocol: OneVsRest,
+    pub train: TrainSpec,
+    pub methods: Vec<(ReducerKind, DetectorKind)>,
+    pub stages: Vec<StageId>,
+}
+
+impl Cell {
+    /// Folder-safe name, unique within a profile.
+    pub fn id(&self) -> String {
+        let p = &self.protocol;
+        let mut id = format!(
+            "{}-c{}-r{}-s{}-t{}x{}",
+            p.dataset,
+            p.normal_class,
+            p.anomaly_ratio,
+            p.seed,
+            self.train.steps(),
+            self.train.batch_size
+        );
+        if let Some(k) = &p.train_anomaly_classes {
+            id.push_str(&format!("-seen{}", join_classes(k)));
+        }
+        if let Some(k) = &p.test_anomaly_classes {
+            id.push_str(&format!("-test{}", join_classes(k)));
+        }
+        id
+    }
+
+    pub fn needs_encoder(&self) -> bool {
+        self.methods.iter().any(|(r, _)| *r == ReducerKind::Eidn)
+    }
+}
+
+fn join_classes(k: &[u8]) -> String {
+    k.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join("_")
+}
+
+impl ValidProfile {
+    /// Every cell of the stages whose id is in `only` (all when empty), in profile order;
+    /// a cell named by several stages appears once, with the union of their methods.
+    pub fn cells(&self, only: &[StageId]) -> Vec<Cell> {
+        let mut order: Vec<String> = Vec::new();
+        let mut cells: BTreeMap<String, Cell> = BTreeMap::new();
+        for s in self
+            .stages
+            .iter()
+            .filter(|s| only.is_empty() || only.contains(&s.id))
+        {
+            let train = s.train.clone().unwrap_or_else(|| self.train.clone());
+            let classes = s.classes.clone().unwrap_or_else(|| match s.dataset {
+                DatasetName::Concrete => vec![0],
+                d => (0..class_count(d) as u8).collect(),
+            });
+            let seeds = s.seeds.clone().unwrap_or_else(|| self.seeds.clone());
+            for &ratio in &s.ratios {
+                for &class in &classes {
+                    for &seed in &seeds {
+                        let protocol = OneVsRest {
+                            train_anomaly_classes: s.train_anomaly_classes.clone(),
+                            test_anomaly_classes: s.test_anomaly_classes.clone(),
+                            ..OneVsRest::new(s.dataset, class, ratio, seed)
+                        };
+                        let cell = Cell {
+                            protocol,
+                            train: train.clone(),
+                            methods: Vec::new(),
+                            stages: Vec::new(),
+                        };
+                        let id = cell.id();
+                        let entry = cells.entry(id.clone()).or_insert_with(|| {
+                            order.push(id);
+                            cell
+                        });
+                        for &r in &s.reducers {
+                            for &d in &s.detectors {
+                                if !entry.methods.contains(&(r, d)) {
+                                    entry.methods.push((r, d));
+                                }
+                            }
+                        }
+                        if !entry.stages.contains(&s.id) {
+                            entry.stages.push(s.id);
+                        }
+                    }
+                }
+            }
+        }
+        order
+            .into_iter()
+            .map(|id| cells.remove(&id).expect("every id was inserted"))
+            .collect()
+    }
+
+    /// Every seed any stage uses, sorted.
+    pub fn all_seeds(&self) -> Vec<u64> {
+        let mut seeds: Vec<u64> = self
+            .stages
+            .iter()
+            .flat_map(|s| s.seeds.clone().unwrap_or_else(|| self.seeds.clone()))
+            .collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        seeds
+    }
+}
+
+/// `K/N` (1-based K): this run does every N-th cell starting at the K-th.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn parse(s: &str) -> Result<Shard, ExperimentError> {
+        let bad = || ExperimentError::Shard(s.to_string());
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let index: usize = k.trim().parse().map_err(|_| bad())?;
+        let count: usize = n.trim().parse().map_err(|_| bad())?;
+        if count == 0 || index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+
+    pub fn takes(&self, cell_index: usize) -> bool {
+        cell_index % self.count == self.index - 1
+    }
+
+    /// Suffix of this shard's records file.
+    pub fn tag(&self) -> String {
+        format!("{}-of-{}", self.index, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_parse_and_list_their_cells() {
+        for (name, _) in BUILTIN {
+            let p = Profile::resolve(name).unwrap();
+            assert_eq!(p.name, name);
+            assert!(!p.cells(&[]).is_empty());
+        }
+        let quick = Profile::resolve("quick").unwrap();
+        assert!(quick.seeds.len() >= 3);
+        let paper = Profile::resolve("paper").unwrap();
+        assert!(paper.seeds.len() >= 3);
+        assert_eq!(paper.train.steps(), 5000);
+        assert_eq!(paper.train.batch_size, 128);
+    }
+
+    const TINY: &str = r#"
+        name = "tiny"
+        description = "test"
+        seeds = [0, 1]
+        [train]
+        epochs = 1
+        steps_per_epoch = 5
+        batch_size = 4
+        [[stage]]
+        id = "fig5"
+        dataset = "mnist"
+        classes = [0, 1]
+        ratios = [0.05, 0.01]
+        [[stage]]
+        id = "fig7"
+        dataset = "mnist"
+        classes = [0]
+        ratios = [0.05]
+        seeds = [0]
+        reducers = ["eidn", "pca"]
+        detectors = ["lof", "origin_distance"]
+    "#;
+
+    #[test]
+    fn shared_cells_are_merged() {
+        let p = Profile::parse(TINY, Path::new("tiny.toml")).unwrap();
+        let cells = p.cells(&[]);
+        assert_eq!(cells.len(), 8);
+        let c0 = cells
+            .iter()
+            .find(|c| c.id() == "mnist-c0-r0.05-s0-t5x4")
+            .unwrap();
+        assert_eq!(c0.methods.len(), 4);
+        assert_eq!(c0.stages, vec![StageId::Fig5, StageId::Fig7]);
+        assert_eq!(p.cells(&[StageId::Fig7]).len(), 1);
+    }
+
+    #[test]
+    fn bad_profiles_name_the_problem() {
+        let err = |text: &str| {
+            Profile::parse(text, Path::new("x.toml"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(&TINY.replace("classes = [0, 1]", "classes = [0, 12]")).contains("class 12"));
+        assert!(err(&TINY.replace("ratios = [0.05, 0.01]", "ratios = []")).contains("ratios"));
+        assert!(err(&TINY.replace("\"lof\"", "\"knn\"")).contains("x.toml"));
+        assert!(err(&TINY.replace("batch_size = 4", "batch_size = 0")).contains("batch_size"));
+    }
+
+    #[test]
+    fn shards_split_the_cells() {
+        let s = Shard::parse("2/3").unwrap();
+        assert!(s.takes(1) && s.takes(4) && !s.takes(0) && !s.takes(2));
+        assert!(Shard::parse("0/3").is_err());
+        assert!(Shard::parse("4/3").is_err());
+        assert!(Shard::parse("x").is_err());
+    }
+}

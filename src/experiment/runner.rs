@@ -1,0 +1,433 @@
+//! Runs a profile's cells: train (or reuse) the encoder, reduce, detect, score, append one
+//! record per (reducer, detector). Finished records are skipped, so a killed run resumes.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use ndarray::Array2;
+use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
+
+use super::profile::{Cell, Shard, StageId, ValidProfile};
+use super::store::{config_hash, Record, ResultStore, RECORD_VERSION};
+use super::ExperimentError;
+use crate::data::manifest::Manifest;
+use crate::data::protocol::{OneVsRest, Pools, TestSet};
+use crate::data::verify::{verify, Status};
+use crate::data::{load, Dataset, DatasetName, ImageSet};
+use crate::detect::DetectorKind;
+use crate::metrics::{average_precision, roc_auc};
+use crate::model::{Eidn, TrainOptions};
+use crate::reduce::{EidnReducer, Lda, Pca, Reducer, ReducerKind};
+
+/// LDA's shrinkage in every profile (scikit-learn's eigen solver with a fixed alpha).
+pub const LDA_SHRINKAGE: f64 = 0.1;
+
+pub struct RunOptions {
+    pub data_dir: PathBuf,
+    pub device: Device,
+    pub shard: Option<Shard>,
+    /// Stages to run; empty = all.
+    pub only: Vec<StageId>,
+    /// One line per cell on stderr.
+    pub verbose: bool,
+}
+
+/// What a run did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    pub cells: usize,
+    pub cells_run: usize,
+    pub cells_already_done: usize,
+    pub records_written: usize,
+    /// Cells skipped because their dataset is not in the data directory (Concrete here).
+    pub missing_data: Vec<String>,
+    pub wall_seconds: f64,
+}
+
+/// Runs every cell of `profile` (this shard's share) that the store lacks.
+pub fn run_profile(
+    profile: &ValidProfile,
+    store: &mut ResultStore,
+    options: &RunOptions,
+) -> Result<RunSummary, ExperimentError> {
+    let start = Instant::now();
+    let cells: Vec<Cell> = profile
+        .cells(&options.only)
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| options.shard.is_none_or(|s| s.takes(*i)))
+        .map(|(_, c)| c)
+        .collect();
+    let mut summary = RunSummary {
+        cells: cells.len(),
+        ..RunSummary::default()
+    };
+    let mut data = DataCache::new(&options.data_dir);
+    for (i, cell) in cells.iter().enumerate() {
+        let at = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
+        let status = data.status(cell.protocol.dataset);
+        let Some(status) = status else {
+            if cell.protocol.dataset != DatasetName::Concrete {
+                return Err(ExperimentError::MissingData {
+                    dataset: cell.protocol.dataset.to_string(),
+                    dir: options.data_dir.clone(),
+                });
+            }
+            if options.verbose {
+                eprintln!(
+                    "{at}: {} is not in the data directory; skipped",
+                    cell.protocol.dataset
+                );
+            }
+            summary.missing_data.push(cell.id());
+            continue;
+        };
+        let todo: Vec<(ReducerKind, DetectorKind)> = cell
+            .methods
+            .iter()
+            .copied()
+            .filter(|&(r, d)| !store.has(&cell.id(), r, d, &record_config(cell, r, d, &status).1))
+            .collect();
+        if todo.is_empty() {
+            summary.cells_already_done += 1;
+            continue;
+        }
+        let written = run_cell(cell, &todo, &status, &mut data, store, options)?;
+        summary.cells_run += 1;
+        summary.records_written += written.len();
+        if options.verbose {
+            let parts: Vec<String> = written
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}/{} {:.4}",
+                        r.reducer.as_str(),
+                        r.detector.as_str(),
+                        r.auc
+                    )
+                })
+                .collect();
+            eprintln!("{at}: AUC {}", parts.join(", "));
+        }
+    }
+    summary.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The config a record's hash covers, and the hash.
+fn record_config(
+    cell: &Cell,
+    reducer: ReducerKind,
+    detector: DetectorKind,
+    data_status: &str,
+) -> (serde_json::Value, String) {
+    let reducer_params = match reducer {
+        ReducerKind::Eidn => serde_json::json!({}),
+        ReducerKind::Pca => serde_json::json!({ "n_components": cell.train.embed_dim }),
+        ReducerKind::Lda => serde_json::json!({ "shrinkage": LDA_SHRINKAGE }),
+    };
+    let config = serde_json::json!({
+        "version": RECORD_VERSION,
+        "protocol": cell.protocol,
+        "train": cell.train,
+        "reducer": reducer,
+        "reducer_params": reducer_params,
+        "detector": detector,
+        "data": data_status,
+    });
+    let hash = config_hash(&config);
+    (config, hash)
+}
+
+fn run_cell(
+    cell: &Cell,
+    todo: &[(ReducerKind, DetectorKind)],
+    status: &str,
+    data: &mut DataCache,
+    store: &mut ResultStore,
+    options: &RunOptions,
+) -> Result<Vec<Record>, ExperimentError> {
+    let protocol = &cell.protocol;
+    let dataset = data.get(protocol.dataset, protocol.seed)?;
+    let pools = protocol.pools(dataset)?;
+    let test = protocol.test_set(dataset)?;
+    let encoder = if cell.needs_encoder() {
+        Some(encoder_for(cell, &pools, store.dir(), &options.device)?)
+    } else {
+        None
+    };
+    let mut reducers: Vec<ReducerKind> = todo.iter().map(|(r, _)| *r).collect();
+    reducers.dedup();
+    let mut written = Vec::new();
+    for reducer in reducers {
+        let fit_start = Instant::now();
+        let fitted: Box<dyn Reducer + '_> = match reducer {
+            ReducerKind::Eidn => Box::new(EidnReducer(encoder.as_ref().expect("trained above"))),
+            ReducerKind::Pca => Box::new(
+                Pca {
+                    n_components: cell.train.embed_dim,
+                }
+                .fit(&both_pools(&pools))?,
+            ),
+            ReducerKind::Lda => {
+                let (images, y) = labelled_pools(&pools);
+                Box::new(
+                    Lda {
+                        shrinkage: LDA_SHRINKAGE,
+                        n_components: None,
+                    }
+                    .fit(&images, &y)?,
+                )
+            }
+        };
+        let train_seconds = match (reducer, &encoder) {
+            (ReducerKind::Eidn, Some(model)) => model.config.train_seconds,
+            _ => fit_start.elapsed().as_secs_f64(),
+        };
+        let normal = fitted.transform(&pools.normal)?;
+        let embed_start = Instant::now();
+        let test_z = fitted.transform(&test.images)?;
+        let embed_seconds = embed_start.elapsed().as_secs_f64();
+        if reducer == ReducerKind::Eidn && cell.stages.contains(&StageId::Unseen) {
+            write_fig6_points(
+                cell,
+                dataset,
+                encoder.as_ref().expect("trained"),
+                &pools,
+                store.dir(),
+            )?;
+        }
+        for &(r, detector) in todo.iter().filter(|(r, _)| *r == reducer) {
+            let record = detect_and_score(
+                cell,
+                r,
+                detector,
+                &normal,
+                &test_z,
+                &test,
+                status,
+                train_seconds,
+                embed_seconds,
+            )?;
+            store.append(record.clone())?;
+            written.push(record);
+        }
+    }
+    Ok(written)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn detect_and_score(
+    cell: &Cell,
+    reducer: ReducerKind,
+    detector: DetectorKind,
+    normal: &Array2<f64>,
+    test_z: &Array2<f64>,
+    test: &TestSet,
+    status: &str,
+    train_seconds: f64,
+    embed_seconds: f64,
+) -> Result<Record, ExperimentError> {
+    let protocol = &cell.protocol;
+    let at = |e: crate::detect::DetectError| ExperimentError::Cell {
+        cell: format!("{} {}/{}", cell.id(), reducer.as_str(), detector.as_str()),
+        message: e.to_string(),
+    };
+    let fit_start = Instant::now();
+    let scorer = detector.fit(normal, protocol.seed).map_err(at)?;
+    let fit_seconds = fit_start.elapsed().as_secs_f64();
+    let score_start = Instant::now();
+    let scores = scorer.score(test_z).map_err(at)?;
+    let score_seconds = embed_seconds + score_start.elapsed().as_secs_f64();
+    let auc = roc_auc(&scores, &test.is_anomaly)?;
+    let ap = average_precision(&scores, &test.is_anomaly)?;
+    let (config, config_hash) = record_config(cell, reducer, detector, status);
+    Ok(Record {
+        cell: cell.id(),
+        config_hash,
+        dataset: protocol.dataset,
+        protocol: protocol_name(protocol).into(),
+        normal_class: protocol.normal_class,
+        class_name: test.images.class_names[protocol.normal_class as usize].clone(),
+        anomaly_ratio: protocol.anomaly_ratio,
+        seed: protocol.seed,
+        reducer,
+        detector,
+        auc,
+        ap,
+        train_seconds,
+        fit_seconds,
+        score_seconds,
+        n_test: test.images.len(),
+        n_test_anomalies: test.is_anomaly.iter().filter(|&&a| a).count(),
+        data: status.to_string(),
+        config,
+    })
+}
+
+pub fn protocol_name(p: &OneVsRest) -> &'static str {
+    if p.train_anomaly_classes.is_some() || p.test_anomaly_classes.is_some() {
+        "unseen"
+    } else {
+        "one-vs-rest"
+    }
+}
+
+/// The cell's saved encoder when it was trained with the same settings, else a new one
+/// (saved before it is used, so a later crash does not lose it).
+fn encoder_for(
+    cell: &Cell,
+    pools: &Pools,
+    results: &Path,
+    device: &Device,
+) -> Result<Eidn, ExperimentError> {
+    let dir = results.join("encoders").join(cell.id());
+    let params = cell.train.params(cell.protocol.seed);
+    if dir.join("eidn.json").exists() {
+        if let Ok(model) = Eidn::load(&dir, device) {
+            if model.config.params == params
+                && model.config.protocol.as_ref() == Some(&cell.protocol)
+            {
+                return Ok(model);
+            }
+        }
+    }
+    let options = TrainOptions {
+        progress: false,
+        protocol: Some(cell.protocol.clone()),
+        reference_ops: false,
+    };
+    let model = params.check()?.fit(pools, device, &options)?;
+    model.save(&dir)?;
+    Ok(model)
+}
+
+fn both_pools(pools: &Pools) -> ImageSet {
+    let mut all = pools.normal.clone();
+    all.pixels.extend_from_slice(&pools.anomalous.pixels);
+    all.labels.extend_from_slice(&pools.anomalous.labels);
+    all
+}
+
+/// Training images labelled 0 = normal, 1 = anomalous (the paper's binary LDA).
+fn labelled_pools(pools: &Pools) -> (ImageSet, Vec<usize>) {
+    let y = std::iter::repeat_n(0, pools.normal.len())
+        .chain(std::iter::repeat_n(1, pools.anomalous.len()))
+        .collect();
+    (both_pools(pools), y)
+}
+
+/// Fig 6's points: the whole test split embedded by the EIDN encoder and by a 2-D PCA fitted
+/// on the same training pools, each image tagged normal / seen / unseen.
+fn write_fig6_points(
+    cell: &Cell,
+    dataset: &Dataset,
+    model: &Eidn,
+    pools: &Pools,
+    results: &Path,
+) -> Result<(), ExperimentError> {
+    let p = &cell.protocol;
+    let test = &dataset.test;
+    let eidn = EidnReducer(model).transform(test)?;
+    let pca = Pca { n_components: 2 }
+        .fit(&both_pools(pools))?
+        .transform(test)?;
+    let group: Vec<&str> = test
+        .labels
+        .iter()
+        .map(|&l| {
+            if l == p.normal_class {
+                "normal"
+            } else if p
+                .train_anomaly_classes
+                .as_ref()
+                .is_none_or(|k| k.contains(&l))
+            {
+                "seen"
+            } else {
+                "unseen"
+            }
+        })
+        .collect();
+    let col = |name: &str, m: &Array2<f64>, j: usize| {
+        Column::new(name.into(), m.column(j.min(m.ncols() - 1)).to_vec())
+    };
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new(
+            "label".into(),
+            test.labels.iter().map(|&l| l as u32).collect::<Vec<_>>(),
+        ),
+        Column::new("group".into(), group),
+        col("eidn_x", &eidn, 0),
+        col("eidn_y", &eidn, 1),
+        col("pca_x", &pca, 0),
+        col("pca_y", &pca, 1),
+    ])
+    .map_err(|e| ExperimentError::Polars(e.to_string()))?;
+    let dir = results.join("artifacts");
+    std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
+    let path = dir.join(format!("fig6-{}.csv", cell.id()));
+    let tmp = dir.join(format!(".fig6-{}.csv.part", cell.id()));
+    let file = std::fs::File::create(&tmp).map_err(|e| ExperimentError::io(&tmp, e))?;
+    CsvWriter::new(file)
+        .finish(&mut df)
+        .map_err(|e| ExperimentError::Polars(e.to_string()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| ExperimentError::io(&path, e))?;
+    Ok(())
+}
+
+/// Datasets loaded once per run, and their verification status.
+struct DataCache {
+    dir: PathBuf,
+    loaded: HashMap<(DatasetName, u64), Dataset>,
+    status: HashMap<DatasetName, Option<String>>,
+}
+
+impl DataCache {
+    fn new(dir: &Path) -> Self {
+        DataCache {
+            dir: dir.to_path_buf(),
+            loaded: HashMap::new(),
+            status: HashMap::new(),
+        }
+    }
+
+    /// "exact", "variant <name>" or "unverified"; None when the dataset is missing or corrupt.
+    fn status(&mut self, name: DatasetName) -> Option<String> {
+        let dir = self.dir.clone();
+        self.status
+            .entry(name)
+            .or_insert_with(|| {
+                let report = verify(name, &dir, &Manifest::builtin());
+                match report.status {
+                    Status::Exact => Some("exact".into()),
+                    Status::Variant => Some(format!(
+                        "variant {}",
+                        report.variant.as_deref().unwrap_or("?")
+                    )),
+                    Status::Unverified => Some("unverified".into()),
+                    Status::Missing | Status::Corrupt => None,
+                }
+            })
+            .clone()
+    }
+
+    /// MNIST and CIFAR-10 have fixed splits; only Concrete's split depends on the seed.
+    fn get(&mut self, name: DatasetName, seed: u64) -> Result<&Dataset, ExperimentError> {
+        let key = (
+            name,
+            if name == DatasetName::Concrete {
+                seed
+            } else {
+                0
+            },
+        );
+        if !self.loaded.contains_key(&key) {
+            let data = load(name, &self.dir, key.1)?;
+            self.loaded.insert(key, data);
+        }
+        Ok(&self.loaded[&key])
+    }
+}

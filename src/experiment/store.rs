@@ -1,0 +1,311 @@
+//! The results store: one JSON line per (cell, reducer, detector), appended and synced as it
+//! finishes, so an interrupted run loses at most the cell in flight. Shards write their own
+//! `records-K-of-N.jsonl`; readers merge every `records*.jsonl` in the folder (polars reads
+//! them too: `pl.read_ndjson`).
+
+use std::collections::HashSet;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::ExperimentError;
+use crate::data::DatasetName;
+use crate::detect::DetectorKind;
+use crate::reduce::ReducerKind;
+
+/// Bumped when a change to the harness makes old records incomparable; part of every hash.
+pub const RECORD_VERSION: u32 = 1;
+
+/// One result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The cell id (see `Cell::id`).
+    pub cell: String,
+    /// SHA-256 (first 16 hex digits) of `config`: a rerun skips a record with the same hash.
+    pub config_hash: String,
+    pub dataset: DatasetName,
+    /// "one-vs-rest" or "unseen".
+    pub protocol: String,
+    pub normal_class: u8,
+    pub class_name: String,
+    pub anomaly_ratio: f64,
+    pub seed: u64,
+    pub reducer: ReducerKind,
+    pub detector: DetectorKind,
+    pub auc: f64,
+    pub ap: f64,
+    /// EIDN training (0 when a saved encoder was reused) or PCA/LDA fitting.
+    pub train_seconds: f64,
+    /// Detector fitting on the embedded normal training images.
+    pub fit_seconds: f64,
+    /// Embedding and scoring the test set.
+    pub score_seconds: f64,
+    pub n_test: usize,
+    pub n_test_anomalies: usize,
+    /// The dataset copy's verification status (e.g. "variant jpeg-q75").
+    pub data: String,
+    /// Everything that determines the result.
+    pub config: serde_json::Value,
+}
+
+/// Stable hash of a config value: keys are sorted first, so the hash does not depend on
+/// field order (or on whether some dependency turns on serde_json's `preserve_order`).
+pub fn config_hash(config: &serde_json::Value) -> String {
+    let mut text = String::new();
+    canonical(config, &mut text);
+    let digest = Sha256::digest(text.as_bytes());
+    hex::encode(&digest[..8])
+}
+
+fn canonical(v: &serde_json::Value, out: &mut String) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::Value::String(k.clone()).to_string());
+                out.push(':');
+                canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// The records of one results folder, and where this run appends.
+pub struct ResultStore {
+    dir: PathBuf,
+    file: PathBuf,
+    records: Vec<Record>,
+    done: HashSet<(String, String)>,
+}
+
+impl ResultStore {
+    /// Opens `dir` (created if missing), reading every `records*.jsonl` in it; this run will
+    /// append to `records.jsonl`, or `records-<shard>.jsonl`.
+    pub fn open(dir: &Path, shard: Option<&str>) -> Result<ResultStore, ExperimentError> {
+        std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
+        let file = dir.join(match shard {
+            Some(tag) => format!("records-{tag}.jsonl"),
+            None => "records.jsonl".to_string(),
+        });
+        let records = read_records(dir)?;
+        let done = records
+            .iter()
+            .map(|r| (record_key(r), r.config_hash.clone()))
+            .collect();
+        Ok(ResultStore {
+            dir: dir.to_path_buf(),
+            file,
+            records,
+            done,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn records(&self) -> &[Record] {
+        &self.records
+    }
+
+    /// Whether a record with this key and config hash exists.
+    pub fn has(
+        &self,
+        cell: &str,
+        reducer: ReducerKind,
+        detector: DetectorKind,
+        hash: &str,
+    ) -> bool {
+        self.done
+            .contains(&(key(cell, reducer, detector), hash.to_string()))
+    }
+
+    /// Appends one record as a single write followed by a sync.
+    pub fn append(&mut self, record: Record) -> Result<(), ExperimentError> {
+        let mut line = serde_json::to_string(&record).expect("a record serialises");
+        line.push('\n');
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.file)
+            .map_err(|e| ExperimentError::io(&self.file, e))?;
+        f.write_all(line.as_bytes())
+            .and_then(|_| f.sync_data())
+            .map_err(|e| ExperimentError::io(&self.file, e))?;
+        self.done
+            .insert((record_key(&record), record.config_hash.clone()));
+        self.records.push(record);
+        Ok(())
+    }
+}
+
+fn key(cell: &str, reducer: ReducerKind, detector: DetectorKind) -> String {
+    format!("{cell}/{}/{}", reducer.as_str(), detector.as_str())
+}
+
+fn record_key(r: &Record) -> String {
+    key(&r.cell, r.reducer, r.detector)
+}
+
+/// Every record of every `records*.jsonl` in `dir`, files in name order. A last line without
+/// its newline is a write cut short by a kill: it is skipped with a warning. Any other bad
+/// line is an error naming the file and line. A record repeated (same key and hash, e.g. two
+/// shards that overlapped) is kept once.
+pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("records") && n.ends_with(".jsonl"))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(ExperimentError::io(dir, e)),
+    };
+    files.sort();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
+        let complete = text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Record>(line) {
+                Ok(r) => {
+                    if seen.insert((record_key(&r), r.config_hash.clone())) {
+                        out.push(r);
+                    }
+                }
+                Err(_) if i + 1 == lines.len() && !complete => {
+                    eprintln!(
+                        "warning: {} line {}: incomplete last record (a run was interrupted while writing it); ignored",
+                        path.display(),
+                        i + 1
+                    );
+                }
+                Err(e) => {
+                    return Err(ExperimentError::BadRecord {
+                        path: path.clone(),
+                        line: i + 1,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cell: &str, auc: f64) -> Record {
+        let config = serde_json::json!({"cell": cell});
+        Record {
+            cell: cell.into(),
+            config_hash: config_hash(&config),
+            dataset: DatasetName::Mnist,
+            protocol: "one-vs-rest".into(),
+            normal_class: 0,
+            class_name: "0".into(),
+            anomaly_ratio: 0.01,
+            seed: 0,
+            reducer: ReducerKind::Eidn,
+            detector: DetectorKind::OriginDistance,
+            auc,
+            ap: auc,
+            train_seconds: 1.0,
+            fit_seconds: 0.0,
+            score_seconds: 0.1,
+            n_test: 10,
+            n_test_anomalies: 9,
+            data: "exact".into(),
+            config,
+        }
+    }
+
+    #[test]
+    fn appended_records_survive_a_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = ResultStore::open(dir.path(), None).unwrap();
+        store.append(record("a", 0.9)).unwrap();
+        store.append(record("b", 0.8)).unwrap();
+        let hash = record("a", 0.0).config_hash;
+        assert!(store.has("a", ReducerKind::Eidn, DetectorKind::OriginDistance, &hash));
+        assert!(!store.has("a", ReducerKind::Pca, DetectorKind::OriginDistance, &hash));
+        assert!(!store.has(
+            "a",
+            ReducerKind::Eidn,
+            DetectorKind::OriginDistance,
+            "other"
+        ));
+        // A kill in the middle of the third write.
+        let path = dir.path().join("records.jsonl");
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"cell\":\"c\",\"config_h").unwrap();
+        let again = ResultStore::open(dir.path(), Some("1-of-2")).unwrap();
+        assert_eq!(again.records().len(), 2);
+        assert_eq!(again.records()[1].auc, 0.8);
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("records-1-of-2.jsonl");
+        let good = serde_json::to_string(&record("a", 0.9)).unwrap();
+        std::fs::write(&path, format!("{good}\nnot json\n{good}\n")).unwrap();
+        let err = read_records(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("records-1-of-2.jsonl") && err.contains("line 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn shards_are_merged_without_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s1 = ResultStore::open(dir.path(), Some("1-of-2")).unwrap();
+        s1.append(record("a", 0.9)).unwrap();
+        let mut s2 = ResultStore::open(dir.path(), Some("2-of-2")).unwrap();
+        s2.append(record("b", 0.7)).unwrap();
+        s2.append(record("a", 0.9)).unwrap();
+        let all = read_records(dir.path()).unwrap();
+        assert_eq!(all.len(), 2);
+    }
+
+    #[test]
+    fn hashes_depend_on_every_field() {
+        let a = serde_json::json!({"x": 1, "y": [1, 2]});
+        let b = serde_json::json!({"y": [1, 2], "x": 1});
+        let c = serde_json::json!({"x": 1, "y": [1, 3]});
+        assert_eq!(config_hash(&a), config_hash(&b));
+        assert_ne!(config_hash(&a), config_hash(&c));
+        assert_eq!(config_hash(&a).len(), 16);
+    }
+}
