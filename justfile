@@ -44,9 +44,20 @@ lint:
 ci:
     bash .ci/run
 
-# Paper Tables 1-3 and Figs 5-7: not built yet (issues 5-6); checks the data, then fails.
-reproduce-paper:
-    cargo run --release -- data verify --dataset mnist
-    cargo run --release -- data verify --dataset cifar10
-    @echo "reproduce-paper: the reproduction grid and reports are not built yet (issues 5 and 6)" >&2
-    @exit 1
+# The paper's whole grid at its settings (Tables 1-3, Figs 5-7, unseen test), then its report
+# in reports/paper/. Long on a CPU: pass `--shard K/N` via args to split it over machines, or
+# `--device cuda` with a CUDA build. Resumes where a previous run stopped.
+reproduce-paper *args:
+    cargo run --release -- reproduce --profile paper {{args}}
+
+# Every table cell at fewer steps (~1 h on 2 cores); writes reports/quick/. Resumable.
+reproduce-quick *args:
+    cargo run --release -- reproduce --profile quick {{args}}
+
+# CI's AUC regression: the `ci` profile against tests/regression/thresholds.toml.
+regress *args:
+    cargo run --release -- regress --profile ci --thresholds tests/regression/thresholds.toml {{args}}
+
+# Rewrite a profile's report from its results folder (all shards merged).
+report profile="quick":
+    cargo run --release -- report --results results/{{profile}} --out reports/{{profile}}

@@ -320,17 +320,33 @@ fn run_grid(args: &GridArgs, data_dir: &Path) -> Result<(ValidProfile, PathBuf)>
         .map(|s| StageId::parse(s).with_context(|| format!("--only: no stage named {s:?}")))
         .collect::<Result<Vec<_>>>()?;
     let mut store = ResultStore::open(&results, shard.map(|s| s.tag()).as_deref())?;
-    let options = RunOptions {
-        data_dir: data_dir.to_path_buf(),
-        device: parse_device(&args.device)?,
-        shard,
-        only: only.clone(),
-        verbose: !args.quiet,
-    };
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let cells = profile.cells(&only).len();
+    let meta = RunMeta {
+        profile: profile.name.clone(),
+        only: only.iter().map(|s| s.as_str().to_string()).collect(),
+        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
+        commit: current_commit(),
+        machine: machine_description(),
+        device: args.device.clone(),
+        seeds: profile.all_seeds(),
+        started_unix,
+        wall_seconds: 0.0,
+        cells,
+        cells_run: 0,
+        records_written: 0,
+        missing_data: Vec::new(),
+    };
+    let options = RunOptions {
+        data_dir: data_dir.to_path_buf(),
+        device: parse_device(&args.device)?,
+        shard,
+        only,
+        verbose: !args.quiet,
+        meta: Some(meta),
+    };
     eprintln!(
         "profile {}: {cells} cells{}; results in {}",
         profile.name,
@@ -341,22 +357,6 @@ fn run_grid(args: &GridArgs, data_dir: &Path) -> Result<(ValidProfile, PathBuf)>
         results.display()
     );
     let summary = run_profile(&profile, &mut store, &options)?;
-    let meta = RunMeta {
-        profile: profile.name.clone(),
-        only: only.iter().map(|s| s.as_str().to_string()).collect(),
-        shard: shard.map(|s| format!("{}/{}", s.index, s.count)),
-        commit: current_commit(),
-        machine: machine_description(),
-        device: args.device.clone(),
-        seeds: profile.all_seeds(),
-        started_unix,
-        wall_seconds: summary.wall_seconds,
-        cells: summary.cells,
-        cells_run: summary.cells_run,
-        records_written: summary.records_written,
-        missing_data: summary.missing_data.clone(),
-    };
-    meta.save(&results)?;
     eprintln!(
         "{} cells: {} run, {} already done, {} without data; {} records written in {:.0} s",
         summary.cells,

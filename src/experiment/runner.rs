@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub only: Vec<StageId>,
     /// One line per cell on stderr.
     pub verbose: bool,
+    /// Saved under `<results>/runs/` at the start and after every cell, so even a killed
+    /// run's wall time and commit are on record.
+    pub meta: Option<super::RunMeta>,
 }
 
 /// What a run did.
@@ -53,6 +56,8 @@ pub fn run_profile(
     options: &RunOptions,
 ) -> Result<RunSummary, ExperimentError> {
     let start = Instant::now();
+    let store_dir = store.dir().to_path_buf();
+    let store_dir = store_dir.as_path();
     let cells: Vec<Cell> = profile
         .cells(&options.only)
         .into_iter()
@@ -65,6 +70,19 @@ pub fn run_profile(
         ..RunSummary::default()
     };
     let mut data = DataCache::new(&options.data_dir);
+    let mut meta = options.meta.clone();
+    let mut save_meta = |summary: &RunSummary| -> Result<(), ExperimentError> {
+        if let Some(m) = meta.as_mut() {
+            m.wall_seconds = start.elapsed().as_secs_f64();
+            m.cells = summary.cells;
+            m.cells_run = summary.cells_run;
+            m.records_written = summary.records_written;
+            m.missing_data = summary.missing_data.clone();
+            m.save(store_dir)?;
+        }
+        Ok(())
+    };
+    save_meta(&summary)?;
     for (i, cell) in cells.iter().enumerate() {
         let at = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
         let status = data.status(cell.protocol.dataset);
@@ -111,8 +129,10 @@ pub fn run_profile(
                 .collect();
             eprintln!("{at}: AUC {}", parts.join(", "));
         }
+        save_meta(&summary)?;
     }
     summary.wall_seconds = start.elapsed().as_secs_f64();
+    save_meta(&summary)?;
     Ok(summary)
 }
 

@@ -108,6 +108,7 @@ impl ResultStore {
             None => "records.jsonl".to_string(),
         });
         let records = read_records(dir)?;
+        repair_torn_tail(&file)?;
         let done = records
             .iter()
             .map(|r| (record_key(r), r.config_hash.clone()))
@@ -157,6 +158,27 @@ impl ResultStore {
         self.records.push(record);
         Ok(())
     }
+}
+
+/// Cuts a record torn by a kill off the end of this run's own file, so the next append
+/// starts on a fresh line (readers already skip it; other shards' files are left alone).
+fn repair_torn_tail(path: &Path) -> Result<(), ExperimentError> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(ExperimentError::io(path, e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| ExperimentError::io(path, e))?;
+    f.set_len(keep as u64)
+        .and_then(|_| f.sync_data())
+        .map_err(|e| ExperimentError::io(path, e))
 }
 
 fn key(cell: &str, reducer: ReducerKind, detector: DetectorKind) -> String {
@@ -272,6 +294,12 @@ mod tests {
         let again = ResultStore::open(dir.path(), Some("1-of-2")).unwrap();
         assert_eq!(again.records().len(), 2);
         assert_eq!(again.records()[1].auc, 0.8);
+        // Reopening as the file's owner cuts the torn record off; appends stay parseable.
+        let mut owner = ResultStore::open(dir.path(), None).unwrap();
+        owner.append(record("c", 0.7)).unwrap();
+        let all = read_records(dir.path()).unwrap();
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[2].cell, "c");
     }
 
     #[test]
