@@ -116,15 +116,13 @@ fn killed_run_resumes_report_renders_and_regress_guards() {
             .unwrap();
         assert_eq!(again, r, "a finished record was redone");
     }
+    // Both runs are on record (the killed one up to its last finished cell).
     let runs = RunMeta::read_all(&results);
-    assert_eq!(
-        runs.len(),
-        1,
-        "the killed run leaves no run file; the resumed one does"
-    );
+    assert_eq!(runs.len(), 2, "{runs:#?}");
     let cells_done_before: std::collections::HashSet<&str> =
         before.iter().map(|r| r.cell.as_str()).collect();
-    assert!(runs[0].cells_run <= total_cells - cells_done_before.len() + 1);
+    assert!(runs[1].cells_run <= total_cells - cells_done_before.len() + 1);
+    assert_eq!(runs[1].cells, total_cells);
     assert!(after.iter().all(|r| r.auc > 0.5), "{after:#?}");
 
     // The report: tables beside the paper, charts that decode as PNG.

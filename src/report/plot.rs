@@ -68,6 +68,35 @@ fn plot_error(path: &Path, e: impl std::fmt::Display) -> ExperimentError {
     }
 }
 
+/// The label of category axis position `x` (categories sit at 0, 1, 2, ...).
+fn category_label(labels: &[String], x: f64) -> String {
+    let i = x.round();
+    if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
+        labels[i as usize].clone()
+    } else {
+        String::new()
+    }
+}
+
+/// The series legend, boxed on a translucent white background.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    size: u32,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((FAMILY, size))
+        .position(position)
+        .draw()?;
+    Ok(())
+}
+
 /// One line of a line chart: y at each x index (None = no point there).
 pub struct Line {
     pub label: String,
@@ -99,14 +128,7 @@ pub fn line_chart(
             .x_label_area_size(44)
             .y_label_area_size(56)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0.min(0.95)..1.0f64)?;
-        let fmt = |x: &f64| {
-            let i = x.round();
-            if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < n {
-                x_labels[i as usize].clone()
-            } else {
-                String::new()
-            }
-        };
+        let fmt = |x: &f64| category_label(x_labels, *x);
         chart
             .configure_mesh()
             .x_labels(n)
@@ -141,13 +163,7 @@ pub fn line_chart(
                 chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, colour.filled())))?;
             }
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((FAMILY, 15))
-            .position(SeriesLabelPosition::LowerLeft)
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerLeft, 15)?;
         Ok(())
     })
 }
@@ -193,13 +209,7 @@ pub fn scatter_panels(
                     .label(format!("{} ({})", g.label, g.xy.len()))
                     .legend(move |(x, y)| Circle::new((x + 8, y), 5, colour.filled()));
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FAMILY, 14))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         }
         Ok(())
     })
@@ -247,15 +257,7 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                 .x_label_area_size(36)
                 .y_label_area_size(56)
                 .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..1.0f64)?;
-            let groups = panel.groups.clone();
-            let fmt = move |x: &f64| {
-                let i = x.round();
-                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < groups.len() {
-                    groups[i as usize].clone()
-                } else {
-                    String::new()
-                }
-            };
+            let fmt = |x: &f64| category_label(&panel.groups, *x);
             chart
                 .configure_mesh()
                 .x_labels(n)
@@ -279,13 +281,7 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                         Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
                     });
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((FAMILY, 14))
-                .position(SeriesLabelPosition::LowerRight)
-                .draw()?;
+            legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
         }
         Ok(())
     })
