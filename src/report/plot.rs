@@ -256,13 +256,21 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                 .margin(14)
                 .x_label_area_size(36)
                 .y_label_area_size(56)
-                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..1.0f64)?;
+                // Headroom above 1.0 keeps the legend clear of the bars.
+                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..1.13f64)?;
             let fmt = |x: &f64| category_label(&panel.groups, *x);
             chart
                 .configure_mesh()
                 .x_labels(n)
                 .x_label_formatter(&fmt)
                 .disable_x_mesh()
+                .y_label_formatter(&|y: &f64| {
+                    if *y <= 1.0 + 1e-9 {
+                        format!("{y:.1}")
+                    } else {
+                        String::new()
+                    }
+                })
                 .y_desc("mean ROC AUC")
                 .label_style((FAMILY, 14))
                 .draw()?;
@@ -281,7 +289,7 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                         Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled())
                     });
             }
-            legend(&mut chart, SeriesLabelPosition::LowerRight, 14)?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight, 14)?;
         }
         Ok(())
     })
