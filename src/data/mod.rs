@@ -9,7 +9,7 @@ pub mod cifar10;
 pub mod concrete;
 mod error;
 pub mod fetch;
-mod files;
+pub(crate) mod files;
 pub mod manifest;
 pub mod mnist;
 pub mod protocol;

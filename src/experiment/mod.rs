@@ -8,6 +8,7 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
+use polars::prelude::{CsvWriter, DataFrame, SerWriter};
 use serde::{Deserialize, Serialize};
 
 pub use profile::{Cell, Profile, Shard, StageId, TrainSpec, ValidProfile};
@@ -47,6 +48,21 @@ pub enum ExperimentError {
     Metrics(#[from] crate::metrics::MetricsError),
 }
 
+/// Writes `bytes` with the data layer's temporary file + rename: a crash leaves the old file
+/// or the new one, never half of one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExperimentError> {
+    Ok(crate::data::files::write_atomic(path, bytes)?)
+}
+
+/// A polars table as CSV, written atomically.
+pub(crate) fn write_csv(path: &Path, df: &mut DataFrame) -> Result<(), ExperimentError> {
+    let mut buf = Vec::new();
+    CsvWriter::new(&mut buf)
+        .finish(df)
+        .map_err(|e| ExperimentError::Polars(format!("{}: {e}", path.display())))?;
+    write_atomic(path, &buf)
+}
+
 impl ExperimentError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         ExperimentError::Io {
@@ -76,16 +92,14 @@ pub struct RunMeta {
 }
 
 impl RunMeta {
-    /// Writes `<results>/runs/<started>-<shard>.json` (temporary file, then rename).
+    /// Writes `<results>/runs/<started>-<shard>.json` atomically.
     pub fn save(&self, results: &Path) -> Result<PathBuf, ExperimentError> {
         let dir = results.join("runs");
         std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
         let tag = self.shard.as_deref().unwrap_or("all").replace('/', "-of-");
         let path = dir.join(format!("{}-{tag}.json", self.started_unix));
-        let tmp = dir.join(format!(".{}-{tag}.json.part", self.started_unix));
         let json = serde_json::to_vec_pretty(self).expect("run meta serialises");
-        std::fs::write(&tmp, json).map_err(|e| ExperimentError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ExperimentError::io(&path, e))?;
+        write_atomic(&path, &json)?;
         Ok(path)
     }
 

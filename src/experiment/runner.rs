@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 use ndarray::Array2;
-use polars::prelude::{Column, CsvWriter, DataFrame, SerWriter};
+use polars::prelude::{Column, DataFrame};
 
 use super::profile::{Cell, Shard, StageId, ValidProfile};
 use super::store::{config_hash, Record, ResultStore, RECORD_VERSION};
@@ -179,6 +179,7 @@ fn run_cell(
         None
     };
     let mut reducers: Vec<ReducerKind> = todo.iter().map(|(r, _)| *r).collect();
+    reducers.sort_unstable();
     reducers.dedup();
     let mut written = Vec::new();
     for reducer in reducers {
@@ -388,14 +389,7 @@ fn write_fig6_points(
     .map_err(|e| ExperimentError::Polars(e.to_string()))?;
     let dir = results.join("artifacts");
     std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
-    let path = dir.join(format!("fig6-{}.csv", cell.id()));
-    let tmp = dir.join(format!(".fig6-{}.csv.part", cell.id()));
-    let file = std::fs::File::create(&tmp).map_err(|e| ExperimentError::io(&tmp, e))?;
-    CsvWriter::new(file)
-        .finish(&mut df)
-        .map_err(|e| ExperimentError::Polars(e.to_string()))?;
-    std::fs::rename(&tmp, &path).map_err(|e| ExperimentError::io(&path, e))?;
-    Ok(())
+    super::write_csv(&dir.join(format!("fig6-{}.csv", cell.id())), &mut df)
 }
 
 /// Datasets loaded once per run, and their verification status.

@@ -9,12 +9,12 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use comfy_table::{presets, Table};
-use polars::prelude::{Column, CsvReadOptions, CsvWriter, DataFrame, SerReader, SerWriter};
+use polars::prelude::{Column, CsvReadOptions, DataFrame, SerReader};
 use serde::Deserialize;
 
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
-use crate::experiment::{read_records, ExperimentError, Record, RunMeta};
+use crate::experiment::{read_records, write_atomic, write_csv, ExperimentError, Record, RunMeta};
 use crate::reduce::ReducerKind;
 use plot::{BarPanel, Line, Points};
 
@@ -352,10 +352,7 @@ impl Report {
         self.fig5(&mut md, out)?;
         self.unseen(&mut md, out)?;
         self.fig7(&mut md, out)?;
-        let path = out.join("README.md");
-        let tmp = out.join(".README.md.part");
-        std::fs::write(&tmp, md).map_err(|e| ExperimentError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ExperimentError::io(&path, e))?;
+        write_atomic(&out.join("README.md"), md.as_bytes())?;
         self.write_csv(&out.join("results.csv"))
     }
 
@@ -877,12 +874,7 @@ impl Report {
             Column::new("data".into(), s(|x| x.data.clone())),
         ])
         .map_err(|e| ExperimentError::Polars(e.to_string()))?;
-        let tmp = path.with_file_name(".results.csv.part");
-        let file = std::fs::File::create(&tmp).map_err(|e| ExperimentError::io(&tmp, e))?;
-        CsvWriter::new(file)
-            .finish(&mut df)
-            .map_err(|e| ExperimentError::Polars(e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| ExperimentError::io(path, e))
+        write_csv(path, &mut df)
     }
 
     /// Tables 1-2, Fig 5, the unseen test and Fig 7 for the terminal.

@@ -7,7 +7,7 @@ use std::sync::Once;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::experiment::ExperimentError;
+use crate::experiment::{write_atomic, ExperimentError};
 
 /// DejaVu Sans (Bitstream Vera licence, see DejaVuSans.LICENSE), compiled in.
 const FONT: &[u8] = include_bytes!("DejaVuSans.ttf");
@@ -34,8 +34,7 @@ pub const PALETTE: [RGBColor; 6] = [
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-/// Renders `draw` on a `w x h` canvas and writes it as PNG to `path` (temporary file, then
-/// rename).
+/// Renders `draw` on a `w x h` canvas and writes it as PNG to `path`, atomically.
 fn render(
     path: &Path,
     (w, h): (u32, u32),
@@ -50,15 +49,11 @@ fn render(
         root.present().map_err(|e| plot_error(path, e))?;
     }
     let image = image::RgbImage::from_raw(w, h, buf).expect("buffer is w x h x 3");
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("chart");
-    let tmp = path.with_file_name(format!(".{name}.part"));
+    let mut png = std::io::Cursor::new(Vec::new());
     image
-        .save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| ExperimentError::Io {
-            path: tmp.clone(),
-            source: std::io::Error::other(e),
-        })?;
-    std::fs::rename(&tmp, path).map_err(|e| ExperimentError::io(path, e))
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| plot_error(path, e))?;
+    write_atomic(path, png.get_ref())
 }
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> ExperimentError {
