@@ -3,7 +3,7 @@
 //! points (benches/reference/detectors_sklearn.py) and prints the ratios.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use eidn::detect::{AnomalyScorer, Gmm, IsolationForest, Lof, OneClassSvm};
+use eidn::detect::{AnomalyScorer, GmmParams, IsolationForestParams, LofParams, OneClassSvmParams};
 use ndarray::Array2;
 
 /// Points in [0, 1)^d from a hash of (row, column): the same formula as the Python side, so
@@ -22,27 +22,29 @@ fn bench_detectors(c: &mut Criterion) {
         let x = points(6000, d);
         let id = |name: &str| BenchmarkId::new(name, format!("6000x{d}"));
         group.bench_function(id("isolation_forest_fit"), |b| {
-            b.iter(|| IsolationForest::new(0).fit(&x).unwrap())
+            b.iter(|| IsolationForestParams::new(0).fit(&x).unwrap())
         });
-        let f = IsolationForest::new(0).fit(&x).unwrap();
+        let f = IsolationForestParams::new(0).fit(&x).unwrap();
         group.bench_function(id("isolation_forest_score"), |b| {
             b.iter(|| f.score(&x).unwrap())
         });
 
         group.bench_function(id("lof_fit"), |b| {
-            b.iter(|| Lof::default().fit(&x).unwrap())
+            b.iter(|| LofParams::default().fit(&x).unwrap())
         });
-        let f = Lof::default().fit(&x).unwrap();
+        let f = LofParams::default().fit(&x).unwrap();
         group.bench_function(id("lof_score"), |b| b.iter(|| f.score(&x).unwrap()));
 
-        group.bench_function(id("gmm_fit"), |b| b.iter(|| Gmm::new(0).fit(&x).unwrap()));
-        let f = Gmm::new(0).fit(&x).unwrap();
+        group.bench_function(id("gmm_fit"), |b| {
+            b.iter(|| GmmParams::new(0).fit(&x).unwrap())
+        });
+        let f = GmmParams::new(0).fit(&x).unwrap();
         group.bench_function(id("gmm_score"), |b| b.iter(|| f.score(&x).unwrap()));
 
         group.bench_function(id("one_class_svm_fit"), |b| {
-            b.iter(|| OneClassSvm::default().fit(&x).unwrap())
+            b.iter(|| OneClassSvmParams::default().fit(&x).unwrap())
         });
-        let f = OneClassSvm::default().fit(&x).unwrap();
+        let f = OneClassSvmParams::default().fit(&x).unwrap();
         group.bench_function(id("one_class_svm_score"), |b| {
             b.iter(|| f.score(&x).unwrap())
         });
@@ -50,5 +52,11 @@ fn bench_detectors(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_detectors);
+// No plots: criterion draws them with system fonts, which a fresh machine lacks (it panics
+// with FontUnavailable); the numbers are printed and saved under target/criterion anyway.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench_detectors
+}
 criterion_main!(benches);

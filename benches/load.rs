@@ -25,5 +25,11 @@ fn bench_load(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_load);
+// No plots: criterion draws them with system fonts, which a fresh machine lacks (it panics
+// with FontUnavailable); the numbers are printed and saved under target/criterion anyway.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench_load
+}
 criterion_main!(benches);

@@ -53,5 +53,11 @@ fn bench_train_step(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_train_step);
+// No plots: criterion draws them with system fonts, which a fresh machine lacks (it panics
+// with FontUnavailable); the numbers are printed and saved under target/criterion anyway.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = bench_train_step
+}
 criterion_main!(benches);

@@ -1,230 +1,43 @@
-//! The `eidn` command line.
+//! The `eidn` command line: what each command does (the flags live in `cli`).
+//!
+//! Exit status: 0 success, 1 a check that failed (`regress` below a threshold, `verify`
+//! found a missing or mismatched file), 2 an error. A closed stdout (`eidn ... | head`) ends
+//! the program quietly with 0, as ripgrep does.
 
+mod cli;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use anyhow::{bail, Context, Result};
+use clap::Parser;
 use comfy_table::{presets, Cell, Table};
 
-use eidn::data::fetch::{fetch_dataset, FetchOptions, FileOutcome};
+use cli::{Cli, Command, DataCommand, FetchArgs, GridArgs, TrainArgs};
+use eidn::data::fetch::{fetch_dataset, urls_for, FetchOptions, FileOutcome};
 use eidn::data::manifest::Manifest;
 use eidn::data::protocol::OneVsRest;
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 use eidn::data::{load, resolve_data_dir, DatasetName};
 use eidn::experiment::{
-    current_commit, machine_description, read_records, run_profile, Profile, ResultStore, RunMeta,
-    RunOptions, Shard, StageId, ValidProfile,
+    current_commit, machine_description, read_records, run_profile, select, Profile, ResultStore,
+    RunMeta, RunOptions, RunSummary, StageId, ValidProfile,
 };
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
 use eidn::report::{Report, Thresholds};
 
-#[derive(Parser)]
-#[command(
-    name = "eidn",
-    version,
-    about = "Enforced Isolation Deep Network: anomaly detection in images with a few labelled anomalies"
-)]
-struct Cli {
-    /// Data directory (default: $EIDN_DATA_DIR, else datasets/ in the repository).
-    #[arg(long, global = true, value_name = "DIR")]
-    data_dir: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
+/// A check failed (as opposed to an error, 2).
+const CHECK_FAILED: u8 = 1;
+const ERROR: u8 = 2;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Check, describe and download the datasets.
-    #[command(subcommand)]
-    Data(DataCommand),
-    /// Train an EIDN encoder on one-vs-rest pools and save it (safetensors + eidn.json).
-    Train(TrainArgs),
-    /// Score the test set of a saved model's protocol: ROC AUC and average precision.
-    Evaluate(EvaluateArgs),
-    /// Run a profile's grid (resuming where a previous run stopped), then write its report.
-    Reproduce(ReproduceArgs),
-    /// Write the markdown report and charts from a results folder (all shards merged).
-    Report(ReportArgs),
-    /// Run a profile and fail, naming each cell, when a mean AUC is below its threshold.
-    Regress(RegressArgs),
-}
-
-#[derive(Args)]
-struct GridArgs {
-    /// A built-in profile (paper, quick, ci) or a TOML file.
-    #[arg(long, default_value = "quick")]
-    profile: String,
-    /// Results folder (default: results/<profile name>).
-    #[arg(long, value_name = "DIR")]
-    results: Option<PathBuf>,
-    /// Run every N-th cell starting at the K-th (1-based), e.g. for a SLURM array job.
-    #[arg(long, value_name = "K/N")]
-    shard: Option<String>,
-    /// Only these stages (table1, table2, table3, fig5, unseen, fig7), comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
-    /// cpu, or cuda[:N] with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// No per-cell lines.
-    #[arg(long)]
-    quiet: bool,
-}
-
-#[derive(Args)]
-struct ReproduceArgs {
-    #[command(flatten)]
-    grid: GridArgs,
-    /// Report folder (default: reports/<profile name>).
-    #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
-}
-
-#[derive(Args)]
-struct ReportArgs {
-    /// A results folder written by `eidn reproduce`.
-    #[arg(long, value_name = "DIR")]
-    results: PathBuf,
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-}
-
-#[derive(Args)]
-struct RegressArgs {
-    #[command(flatten)]
-    grid: GridArgs,
-    /// TOML file of per-cell minimum mean AUCs.
-    #[arg(long, value_name = "FILE")]
-    thresholds: PathBuf,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    #[arg(long, value_enum)]
-    dataset: DatasetArg,
-    /// The normal class (label); every other class is anomalous.
-    #[arg(long)]
-    normal_class: u8,
-    /// Labelled training anomalies as a fraction of the normal training images.
-    #[arg(long, default_value_t = 0.01)]
-    anomaly_ratio: f64,
-    #[arg(long, default_value_t = 50)]
-    epochs: usize,
-    #[arg(long, default_value_t = 100)]
-    steps_per_epoch: usize,
-    /// Triplets per step.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// The loss margin alpha.
-    #[arg(long, default_value_t = 0.2)]
-    margin: f64,
-    /// Embedding dimension l.
-    #[arg(long, default_value_t = 2)]
-    embed_dim: usize,
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Seeds the anomaly draw, the weights and the triplet sampler.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// cpu, or cuda[:N] with the `cuda` feature.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Folder for model.safetensors and eidn.json.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
-    /// No progress bar.
-    #[arg(long)]
-    quiet: bool,
-    /// Train the conv blocks with candle's own ops instead of the fast CPU path (slower;
-    /// for checking the fast path).
-    #[arg(long)]
-    reference_ops: bool,
-    /// Print the evaluation as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct EvaluateArgs {
-    /// A folder written by `eidn train`.
-    #[arg(long, value_name = "DIR")]
-    model: PathBuf,
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum DatasetArg {
-    Mnist,
-    Cifar10,
-    Concrete,
-}
-
-impl From<DatasetArg> for DatasetName {
-    fn from(d: DatasetArg) -> Self {
-        match d {
-            DatasetArg::Mnist => DatasetName::Mnist,
-            DatasetArg::Cifar10 => DatasetName::Cifar10,
-            DatasetArg::Concrete => DatasetName::Concrete,
-        }
-    }
-}
-
-#[derive(Subcommand)]
-enum DataCommand {
-    /// Check every file against the manifest's SHA-256 and count records per split and class;
-    /// exits non-zero when a requested dataset is missing or corrupt.
-    Verify(VerifyArgs),
-    /// Download missing files from their canonical sources, checking size and SHA-256.
-    Fetch(FetchArgs),
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Which {
-    Mnist,
-    Cifar10,
-    Concrete,
-    All,
-}
-
-impl Which {
-    fn datasets(self) -> Vec<DatasetName> {
-        match self {
-            Which::Mnist => vec![DatasetName::Mnist],
-            Which::Cifar10 => vec![DatasetName::Cifar10],
-            Which::Concrete => vec![DatasetName::Concrete],
-            Which::All => DatasetName::ALL.to_vec(),
-        }
-    }
-}
-
-#[derive(Args)]
-struct VerifyArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    dataset: Which,
-    /// Print one JSON array (an object per dataset) instead of tables.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct FetchArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    dataset: Which,
-    /// Download from this mirror instead (files are fetched as <URL>/<file name>).
-    #[arg(long, value_name = "URL")]
-    base_url: Option<String>,
-    /// Download the original files even when a usable copy (e.g. a variant) is present.
-    #[arg(long)]
-    force: bool,
-    /// No progress bars.
-    #[arg(long)]
-    quiet: bool,
+/// `println!` that returns the write error instead of panicking on a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    };
 }
 
 fn main() -> ExitCode {
@@ -232,15 +45,32 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(ERROR)
         }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn code(ok: bool) -> ExitCode {
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(CHECK_FAILED)
     }
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
     let (data_dir, source) = resolve_data_dir(cli.data_dir.as_deref());
+    let mirror = cli.data_mirror.as_deref();
     match cli.command {
         Command::Data(DataCommand::Verify(args)) => {
             let manifest = Manifest::builtin();
@@ -251,79 +81,188 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .map(|d| verify(d, &data_dir, &manifest))
                 .collect();
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&reports)?);
+                out!("{}", serde_json::to_string_pretty(&reports)?)?;
             } else {
-                println!("data directory: {} (from {source})", data_dir.display());
+                out!("data directory: {} ({source})", data_dir.display())?;
                 for r in &reports {
-                    print_report(r);
+                    print_report(r)?;
                 }
             }
-            let failed = reports
-                .iter()
-                .any(|r| matches!(r.status, Status::Missing | Status::Corrupt));
-            Ok(if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(code(reports.iter().all(|r| r.status.usable())))
         }
         Command::Data(DataCommand::Fetch(args)) => fetch(&args, &data_dir),
-        Command::Train(args) => train(&args, &data_dir),
+        Command::Train(args) => train(&args, &data_dir, mirror),
         Command::Reproduce(args) => {
-            let (profile, results) = run_grid(&args.grid, &data_dir)?;
-            let out = args
-                .out
-                .unwrap_or_else(|| PathBuf::from("reports").join(&profile.name));
-            write_report(&results, &out)?;
-            Ok(ExitCode::SUCCESS)
+            let profile = Profile::resolve(&args.grid.profile)?;
+            let out = match args.out {
+                Some(out) => out,
+                None => default_folder("reports", &args.grid, &profile)?,
+            };
+            // Found before any training, not after it.
+            check_writable(&out)?;
+            let (summary, results) = run_grid(&args.grid, &profile, &data_dir, mirror)?;
+            write_report(&results, &out, Some(profile))?;
+            if summary.failed.is_empty() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for (cell, why) in &summary.failed {
+                    eprintln!("failed: {cell}: {why}");
+                }
+                bail!(
+                    "{} of {} cells failed (listed above and in the report); fix the cause and rerun to retry them",
+                    summary.failed.len(),
+                    summary.cells
+                )
+            }
         }
         Command::Report(args) => {
-            write_report(&args.results, &args.out)?;
+            let profile = args.profile.as_deref().map(Profile::resolve).transpose()?;
+            write_report(&args.results, &args.out, profile)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Regress(args) => {
-            let (_, results) = run_grid(&args.grid, &data_dir)?;
+            // Loaded and checked before any training.
             let thresholds = Thresholds::load(&args.thresholds)?;
-            let records = read_records(&results)?;
-            let failures = thresholds.check(&records);
-            println!("{}", thresholds.table(&records));
-            if failures.is_empty() {
-                println!("regress: every cell at or above its threshold");
+            let profile = Profile::resolve(&args.grid.profile)?;
+            let (summary, results) = run_grid(&args.grid, &profile, &data_dir, mirror)?;
+            let selection = select(&read_records(&results)?, &profile)?;
+            for line in selection.ignored_lines() {
+                eprintln!("regress: {line}");
+            }
+            let failures = thresholds.check(&selection.counted);
+            out!("{}", thresholds.table(&selection.counted))?;
+            for (cell, why) in &summary.failed {
+                eprintln!("regress: FAILED CELL {cell}: {why}");
+            }
+            if failures.is_empty() && summary.failed.is_empty() {
+                out!("regress: every cell at or above its threshold")?;
                 Ok(ExitCode::SUCCESS)
             } else {
                 for f in &failures {
                     eprintln!("regress: FAIL {f}");
                 }
-                Ok(ExitCode::FAILURE)
+                Ok(ExitCode::from(CHECK_FAILED))
             }
         }
         Command::Evaluate(args) => {
             let device = parse_device(&args.device)?;
-            let model = Eidn::load(&args.model, &device)
-                .with_context(|| format!("loading {}", args.model.display()))?;
+            let model = Eidn::load(&args.model, &device)?;
             report_evaluation(&model, &data_dir, args.json)
         }
     }
 }
 
-/// Runs a profile's grid into its results folder; returns the profile and the folder.
-fn run_grid(args: &GridArgs, data_dir: &Path) -> Result<(ValidProfile, PathBuf)> {
-    let profile = Profile::resolve(&args.profile)?;
-    let results = args
-        .results
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("results").join(&profile.name));
-    let shard = args.shard.as_deref().map(Shard::parse).transpose()?;
-    let only = args
-        .only
+/// `<root>/<profile name>`, unless the profile is a file named like a built-in profile:
+/// then its results or report would overwrite the built-in's, so the folder must be given.
+fn default_folder(root: &str, grid: &GridArgs, profile: &ValidProfile) -> Result<PathBuf> {
+    let builtin = eidn::experiment::profile::BUILTIN
         .iter()
-        .map(|s| StageId::parse(s).with_context(|| format!("--only: no stage named {s:?}")))
-        .collect::<Result<Vec<_>>>()?;
+        .any(|(n, _)| *n == profile.name);
+    if builtin && grid.profile != profile.name {
+        bail!(
+            "{} is named {:?} like the built-in profile, so its default {root}/{} would overwrite the built-in's; \
+             rename it, or pass --results and --out",
+            grid.profile,
+            profile.name,
+            profile.name
+        );
+    }
+    Ok(PathBuf::from(root).join(&profile.name))
+}
+
+/// Creates `dir` and writes a probe file into it, so an unwritable folder is an error now.
+fn check_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create it", dir.display()))?;
+    let probe = dir.join(format!(".eidn-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("{}: cannot write into it", dir.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+/// Makes sure each built-in dataset the run needs is here, fetching missing ones
+/// (checksummed, resumable) from their sources or `mirror`. Concrete Cracks is left alone:
+/// it needs unpacking by hand, and the grid skips its cells when it is absent.
+fn ensure_data(
+    datasets: &[DatasetName],
+    data_dir: &Path,
+    mirror: Option<&str>,
+    quiet: bool,
+) -> Result<()> {
+    let manifest = Manifest::builtin();
+    for &name in datasets {
+        if name == DatasetName::Concrete {
+            continue;
+        }
+        let report = verify(name, data_dir, &manifest);
+        match report.status {
+            Status::Exact | Status::Variant | Status::Unverified | Status::Mismatch => continue,
+            Status::Corrupt => bail!(
+                "{name} in {} does not load: {}; delete the damaged file and rerun (it will be downloaded)",
+                report.dir.display(),
+                report.message.unwrap_or_default()
+            ),
+            Status::Missing => {}
+        }
+        let entry = manifest
+            .dataset(name)
+            .with_context(|| format!("{name} is not in the manifest"))?;
+        let base = mirror.map(|m| format!("{}/{name}", m.trim_end_matches('/')));
+        eprintln!("{name} is not in {}: downloading it", report.dir.display());
+        let options = FetchOptions {
+            base_url: base.clone(),
+            progress: !quiet,
+            ..FetchOptions::default()
+        };
+        if let Err(e) = fetch_dataset(entry, &name.dir(data_dir), &options) {
+            let tried: Vec<String> = entry
+                .files
+                .iter()
+                .flat_map(|f| urls_for(f, base.as_deref()))
+                .collect();
+            bail!(
+                "{name} is missing in {} and could not be downloaded ({e}).\nTried: {}.\n\
+                 Copy the files there by hand (see `eidn data verify --dataset {name}`), point --data-dir or \
+                 EIDN_DATA_DIR at a copy, or pass --data-mirror URL; a partial download resumes on the next run.",
+                report.dir.display(),
+                tried.join(", ")
+            );
+        }
+        let after = verify(name, data_dir, &manifest);
+        if !after.status.usable() {
+            bail!(
+                "{name} was downloaded into {} but does not verify: {}",
+                after.dir.display(),
+                after.message.unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Runs a profile's grid into its results folder; returns what the run did and the folder.
+fn run_grid(
+    args: &GridArgs,
+    profile: &ValidProfile,
+    data_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<(RunSummary, PathBuf)> {
+    let results = match &args.results {
+        Some(r) => r.clone(),
+        None => default_folder("results", args, profile)?,
+    };
+    let only: Vec<StageId> = args.only.iter().map(|&s| s.into()).collect();
+    let shard = args.shard;
+    let device = parse_device(&args.device)?;
+    let cells = profile.cells(&only);
+    let mut datasets: Vec<DatasetName> = cells.iter().map(|c| c.protocol.dataset).collect();
+    datasets.sort_unstable();
+    datasets.dedup();
     let mut store = ResultStore::open(&results, shard.map(|s| s.tag()).as_deref())?;
+    ensure_data(&datasets, data_dir, mirror, args.quiet)?;
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let cells = profile.cells(&only).len();
     let meta = RunMeta {
         profile: profile.name.clone(),
         only: only.iter().map(|s| s.as_str().to_string()).collect(),
@@ -334,50 +273,58 @@ fn run_grid(args: &GridArgs, data_dir: &Path) -> Result<(ValidProfile, PathBuf)>
         seeds: profile.all_seeds(),
         started_unix,
         wall_seconds: 0.0,
-        cells,
+        cells: cells.len(),
         cells_run: 0,
         records_written: 0,
         missing_data: Vec::new(),
+        failed: Vec::new(),
+        profile_spec: Some((**profile).clone()),
+        pid: std::process::id(),
     };
     let options = RunOptions {
         data_dir: data_dir.to_path_buf(),
-        device: parse_device(&args.device)?,
+        device,
         shard,
         only,
         verbose: !args.quiet,
         meta: Some(meta),
     };
     eprintln!(
-        "profile {}: {cells} cells{}; results in {}",
+        "profile {}: {} cells{}; results in {}",
         profile.name,
+        cells.len(),
         shard.map_or(String::new(), |s| format!(
             " (shard {}/{})",
             s.index, s.count
         )),
         results.display()
     );
-    let summary = run_profile(&profile, &mut store, &options)?;
+    let summary = run_profile(profile, &mut store, &options)?;
     eprintln!(
-        "{} cells: {} run, {} already done, {} without data; {} records written in {:.0} s",
+        "{} cells: {} run, {} already done, {} without data, {} failed; {} records written in {:.0} s",
         summary.cells,
         summary.cells_run,
         summary.cells_already_done,
         summary.missing_data.len(),
+        summary.failed.len(),
         summary.records_written,
         summary.wall_seconds
     );
-    Ok((profile, results))
+    Ok((summary, results))
 }
 
-fn write_report(results: &Path, out: &Path) -> Result<()> {
-    let report = Report::build(results)?;
+fn write_report(results: &Path, out: &Path, profile: Option<ValidProfile>) -> Result<()> {
+    let report = Report::build(results, profile)?;
     report.write(out)?;
-    println!("{}", report.terminal_tables());
+    for line in report.selection.ignored_lines() {
+        eprintln!("report: {line}");
+    }
+    out!("{}", report.terminal_tables())?;
     eprintln!("report written to {}", out.join("README.md").display());
     Ok(())
 }
 
-fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {
+fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
     let device = parse_device(&args.device)?;
     let params = EidnParams {
         embed_dim: args.embed_dim,
@@ -389,12 +336,29 @@ fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {
         seed: args.seed,
     }
     .check()?;
+    if !(args.anomaly_ratio > 0.0 && args.anomaly_ratio <= 100.0) {
+        bail!(
+            "--anomaly-ratio {} must be in (0, 100] (labelled anomalies per normal training image)",
+            args.anomaly_ratio
+        );
+    }
     let protocol = OneVsRest::new(
         args.dataset.into(),
         args.normal_class,
         args.anomaly_ratio,
         args.seed,
     );
+    ensure_data(&[protocol.dataset], data_dir, mirror, args.quiet)?;
+    let report = verify(protocol.dataset, data_dir, &Manifest::builtin());
+    let status = report.status.label(report.variant.as_deref());
+    if report.status == Status::Mismatch {
+        eprintln!(
+            "WARNING: {}\nWARNING: training on data that is not the published {}: the result is not comparable \
+             (recorded as \"checksum mismatch\" in eidn.json)",
+            report.message.as_deref().unwrap_or("a file does not match its checksum"),
+            protocol.dataset
+        );
+    }
     let data = load(protocol.dataset, data_dir, args.seed)?;
     let pools = protocol.pools(&data)?;
     if !args.quiet {
@@ -411,6 +375,7 @@ fn train(args: &TrainArgs, data_dir: &Path) -> Result<ExitCode> {
         progress: !args.quiet,
         protocol: Some(protocol),
         reference_ops: args.reference_ops,
+        data: status,
     };
     let model = params.fit(&pools, &device, &options)?;
     model.save(&args.out)?;
@@ -452,9 +417,9 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             "n_test": test.images.len(),
             "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
         });
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        println!(
+        out!(
             "{} class {} ({}) at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
             protocol.dataset,
             protocol.normal_class,
@@ -463,7 +428,7 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             test.images.len(),
             model.config.steps,
             model.config.train_seconds
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -473,13 +438,14 @@ fn fetch(args: &FetchArgs, data_dir: &Path) -> Result<ExitCode> {
     let options = FetchOptions {
         base_url: args.base_url.clone(),
         progress: !args.quiet,
+        force: args.force,
         ..FetchOptions::default()
     };
     let mut failed = false;
     for name in args.dataset.datasets() {
         let before = verify(name, data_dir, &manifest);
         if before.status.usable() && !args.force {
-            println!("{name}: present ({:?}); nothing to fetch", before.status);
+            out!("{name}: present ({:?}); nothing to fetch", before.status)?;
             continue;
         }
         let entry = manifest
@@ -490,20 +456,20 @@ fn fetch(args: &FetchArgs, data_dir: &Path) -> Result<ExitCode> {
             Ok(outcomes) => {
                 for (file, outcome) in outcomes {
                     match outcome {
-                        FileOutcome::Present => println!("{name}: {file} already present"),
+                        FileOutcome::Present => out!("{name}: {file} already present")?,
                         FileOutcome::Downloaded { sha256 } => {
-                            println!("{name}: {file} downloaded, SHA-256 {sha256} ok")
+                            out!("{name}: {file} downloaded, SHA-256 {sha256} ok")?
                         }
-                        FileOutcome::DownloadedUnverified { sha256 } => println!(
+                        FileOutcome::DownloadedUnverified { sha256 } => out!(
                             "{name}: {file} downloaded; no checksum on record, its SHA-256 is {sha256}"
-                        ),
+                        )?,
                     }
                 }
                 if let Some(step) = &entry.after_fetch {
-                    println!("{name}: next, {step}");
+                    out!("{name}: next, {step}")?;
                 }
                 let after = verify(name, data_dir, &manifest);
-                println!("{name}: now {:?}", after.status);
+                out!("{name}: now {:?}", after.status)?;
                 failed |= !after.status.usable() && entry.after_fetch.is_none();
             }
             Err(e) => {
@@ -513,13 +479,13 @@ fn fetch(args: &FetchArgs, data_dir: &Path) -> Result<ExitCode> {
         }
     }
     Ok(if failed {
-        ExitCode::FAILURE
+        ExitCode::from(ERROR)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-fn print_report(r: &DatasetReport) {
+fn print_report(r: &DatasetReport) -> std::io::Result<()> {
     let status = match r.status {
         Status::Exact => "EXACT: original distribution".to_string(),
         Status::Variant => format!(
@@ -531,15 +497,16 @@ fn print_report(r: &DatasetReport) {
             "UNVERIFIED: loads, but not every file has a checksum on record".into()
         }
         Status::Missing => "MISSING".into(),
+        Status::Mismatch => "CHECKSUM MISMATCH: loads, but is not the published data".into(),
         Status::Corrupt => "CORRUPT".into(),
     };
-    println!("\n== {} ({}) — {status}", r.name, r.dir.display());
+    out!("\n== {} ({}) — {status}", r.name, r.dir.display())?;
     // A variant's message repeats its description, already on the status line.
     if let (Some(m), false) = (&r.message, r.status == Status::Variant) {
-        println!("   {m}");
+        out!("   {m}")?;
     }
     if matches!(r.status, Status::Missing) {
-        println!("   how to get it: {}", r.how_to_get);
+        out!("   how to get it: {}", r.how_to_get)?;
     }
     if !r.files.is_empty() {
         let mut t = Table::new();
@@ -561,7 +528,7 @@ fn print_report(r: &DatasetReport) {
                 Cell::new(check),
             ]);
         }
-        println!("{t}");
+        out!("{t}")?;
     }
     if r.train + r.test > 0 {
         let mut t = Table::new();
@@ -578,8 +545,9 @@ fn print_report(r: &DatasetReport) {
             t.add_row(row);
         }
         if let Some([c, h, w]) = r.shape {
-            println!("   images: {c}x{h}x{w}");
+            out!("   images: {c}x{h}x{w}")?;
         }
-        println!("{t}");
+        out!("{t}")?;
     }
+    Ok(())
 }

@@ -139,3 +139,67 @@ fn missing_folders_explain_how_to_get_the_data() {
     assert!(err.to_string().contains("Negative/"), "{err}");
     assert!(err.to_string().contains("5y9wdsg2zt"), "{err}");
 }
+
+/// Issue 10 item 7: a Concrete-shaped folder through `reproduce` at every ratio of Fig 5 and
+/// three seeds (the 100 % cell needs as many cracked as uncracked training images, which the
+/// stratified split guarantees); a cell that cannot run (200 %) is recorded as failed with
+/// its reason, the other cells still run, and the run exits 2 naming it.
+#[test]
+fn reproduce_runs_every_ratio_and_names_failed_cells() {
+    let data = tempfile::tempdir().unwrap();
+    write_jpegs(&data.path().join("concrete"), 15);
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("concrete.toml");
+    std::fs::write(
+        &profile,
+        r#"
+name = "concrete-test"
+description = "every ratio, three seeds"
+seeds = [0, 1, 2]
+[train]
+epochs = 1
+steps_per_epoch = 3
+batch_size = 4
+[[stage]]
+id = "fig5"
+dataset = "concrete"
+ratios = [1.0, 0.5, 0.1, 0.05, 0.01]
+[[stage]]
+id = "table3"
+dataset = "concrete"
+ratios = [2.0]
+seeds = [0]
+"#,
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eidn"))
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("reproduce")
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--results")
+        .arg(&results)
+        .arg("--out")
+        .arg(dir.path().join("report"))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("1 of 16 cells failed"), "{stderr}");
+    assert!(
+        stderr.contains("concrete-c0-r2-s0") && stderr.contains("needs 24 anomalies"),
+        "{stderr}"
+    );
+    let records = eidn::experiment::read_records(&results).unwrap();
+    assert_eq!(records.len(), 15, "every ratio x seed cell ran");
+    let failures = eidn::experiment::read_failures(&results);
+    assert_eq!(failures.len(), 1);
+    let md = std::fs::read_to_string(dir.path().join("report/README.md")).unwrap();
+    assert!(
+        md.contains("Failed cells") && md.contains("concrete-c0-r2-s0"),
+        "{md}"
+    );
+}

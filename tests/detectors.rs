@@ -3,7 +3,8 @@
 //! extended-isolation-forest crate.
 
 use eidn::detect::{
-    AnomalyScorer, DetectorKind, Gmm, IsolationForest, Lof, OneClassSvm, OriginDistance,
+    AnomalyScorer, DetectorKind, GmmParams, IsolationForestParams, LofParams, OneClassSvmParams,
+    OriginDistance,
 };
 use eidn::metrics::roc_auc;
 use extended_isolation_forest::{Forest, ForestOptions};
@@ -43,7 +44,7 @@ fn auc_of(scorer: &dyn AnomalyScorer, f: &Fixture) -> f64 {
 #[test]
 fn lof_scores_equal_scikit_learn() {
     let f = fixture();
-    let ours = Lof::default()
+    let ours = LofParams::default()
         .fit(&f.train)
         .unwrap()
         .score(&f.test)
@@ -61,7 +62,7 @@ fn lof_scores_equal_scikit_learn() {
 #[test]
 fn one_class_svm_and_gmm_aucs_match_scikit_learn() {
     let f = fixture();
-    let svm = auc_of(&OneClassSvm::default().fit(&f.train).unwrap(), &f);
+    let svm = auc_of(&OneClassSvmParams::default().fit(&f.train).unwrap(), &f);
     let want = f.json["ocsvm_auc"].as_f64().unwrap();
     eprintln!("OC-SVM AUC {svm:.4} vs scikit-learn {want:.4}");
     assert!(
@@ -69,7 +70,7 @@ fn one_class_svm_and_gmm_aucs_match_scikit_learn() {
         "OC-SVM AUC {svm} vs scikit-learn {want}"
     );
 
-    let gmm = Gmm::new(0).fit(&f.train).unwrap();
+    let gmm = GmmParams::new(0).fit(&f.train).unwrap();
     assert_eq!(
         gmm.n_components() as u64,
         f.json["gmm_components"].as_u64().unwrap(),
@@ -91,7 +92,7 @@ fn one_class_svm_and_gmm_aucs_match_scikit_learn() {
 fn seeded_isolation_forest_is_within_the_spread_of_scikit_learn_and_the_crate() {
     let f = fixture();
     let ours: Vec<f64> = (0..5)
-        .map(|s| auc_of(&IsolationForest::new(s).fit(&f.train).unwrap(), &f))
+        .map(|s| auc_of(&IsolationForestParams::new(s).fit(&f.train).unwrap(), &f))
         .collect();
     let sk: Vec<f64> = serde_json::from_value(f.json["iforest_auc_per_seed"].clone()).unwrap();
     // extended-isolation-forest at extension level 0 is the classic forest; unseedable, so
@@ -142,7 +143,9 @@ fn seeded_isolation_forest_is_within_the_spread_of_scikit_learn_and_the_crate() 
 fn every_kind_fits_and_rejects_bad_input() {
     let f = fixture();
     for kind in DetectorKind::ALL {
-        let d = kind.fit(&f.train, 1).unwrap();
+        let params = kind.default_params(1).unwrap();
+        assert_eq!(params.kind(), kind);
+        let d = params.fit(&f.train).unwrap();
         let auc = auc_of(d.as_ref(), &f);
         assert!(auc > 0.8, "{}: AUC {auc}", kind.as_str());
         let wrong = Array2::<f64>::zeros((3, 3));
@@ -153,6 +156,8 @@ fn every_kind_fits_and_rejects_bad_input() {
         nan[[5, 1]] = f64::NAN;
         assert!(d.score(&nan).is_err(), "{}", kind.as_str());
     }
-    assert!(Lof { n_neighbors: 0 }.fit(&f.train).is_err());
-    assert!(IsolationForest::new(0).fit(&Array2::zeros((1, 2))).is_err());
+    assert!(LofParams::default().n_neighbors(0).fit(&f.train).is_err());
+    assert!(IsolationForestParams::new(0)
+        .fit(&Array2::zeros((1, 2)))
+        .is_err());
 }

@@ -53,6 +53,10 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn killed_run_resumes_report_renders_and_regress_guards() {
     let Some(data) = common::real_data_dir("mnist") else {
         return;

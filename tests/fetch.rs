@@ -84,7 +84,8 @@ fn good_bad_and_truncated_downloads() {
     assert!(err.to_string().contains("bad.bin"), "{err}");
     assert!(!dest.exists());
 
-    // The connection closes half-way: an error, and no file that looks complete.
+    // The connection closes half-way, and again on the retry: an error, no file that looks
+    // complete, and the bytes received kept in the .part file for a later resume.
     let dest = dir.path().join("trunc.bin");
     let err = fetch_file(
         &entry("trunc.bin", format!("{base}/trunc.bin"), &body),
@@ -112,11 +113,135 @@ fn good_bad_and_truncated_downloads() {
     assert!(err.to_string().contains("/nope.bin"), "{err}");
     assert!(!dest.exists());
 
-    assert!(
-        part_files(dir.path()).is_empty(),
-        "{:?}",
-        part_files(dir.path())
+    assert_eq!(
+        part_files(dir.path()),
+        vec![".trunc.bin.part".to_string()],
+        "only the interrupted download is kept, for resuming"
     );
+    assert_eq!(
+        std::fs::metadata(dir.path().join(".trunc.bin.part"))
+            .unwrap()
+            .len(),
+        50_000
+    );
+}
+
+/// Issue 10 item 11: a slow but flowing body finishes (the timeout is on silence, not on the
+/// whole body), a stalled one fails within about the read timeout, an interrupted one resumes
+/// with a Range request, a body without Content-Length is capped at the manifest's size, and
+/// `force` re-downloads a file that has no checksum on record.
+#[test]
+fn slow_stalled_resumed_capped_and_forced_downloads() {
+    let body = payload();
+    let routes = HashMap::from([
+        (
+            "/slow.bin".to_string(),
+            Reply::Slow {
+                body: body.clone(),
+                chunks: 6,
+                gap: Duration::from_millis(400),
+            },
+        ),
+        (
+            "/stall.bin".to_string(),
+            Reply::Stall {
+                prefix: body[..1000].to_vec(),
+                announced: body.len(),
+                silence: Duration::from_secs(20),
+            },
+        ),
+        (
+            "/resume.bin".to_string(),
+            Reply::Resumable {
+                body: body.clone(),
+                cut: 70_000,
+            },
+        ),
+        (
+            "/huge.bin".to_string(),
+            Reply::NoLength(vec![7u8; body.len() * 3]),
+        ),
+        ("/junk.bin".to_string(), Reply::Ok(body.clone())),
+    ]);
+    let base = serve(routes, 30, Duration::from_secs(90));
+    let dir = tempfile::tempdir().unwrap();
+    let options = FetchOptions {
+        read_timeout: Duration::from_secs(1),
+        ..quiet()
+    };
+
+    // 6 x 0.4 s > the 1 s read timeout, but no silence is that long.
+    let dest = dir.path().join("slow.bin");
+    fetch_file(
+        &entry("slow.bin", format!("{base}/slow.bin"), &body),
+        &dest,
+        &options,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+
+    let dest = dir.path().join("stall.bin");
+    let start = std::time::Instant::now();
+    let err = fetch_file(
+        &entry("stall.bin", format!("{base}/stall.bin"), &body),
+        &dest,
+        &options,
+    )
+    .unwrap_err();
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(err.to_string().contains("stall.bin"), "{err}");
+    assert!(!dest.exists());
+
+    let dest = dir.path().join("resume.bin");
+    fetch_file(
+        &entry("resume.bin", format!("{base}/resume.bin"), &body),
+        &dest,
+        &options,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+
+    let dest = dir.path().join("huge.bin");
+    let err = fetch_file(
+        &entry("huge.bin", format!("{base}/huge.bin"), &body),
+        &dest,
+        &options,
+    )
+    .unwrap_err();
+    assert!(matches!(err, DataError::WrongSize { .. }), "{err}");
+    assert!(!dest.exists());
+
+    // A junk file where an unverifiable one belongs: kept normally, replaced under force.
+    let mut junk = entry("junk.bin", format!("{base}/junk.bin"), &body);
+    junk.sha256 = None;
+    junk.size = None;
+    let dataset = DatasetEntry {
+        name: "concrete".into(),
+        title: "t".into(),
+        homepage: "h".into(),
+        how_to_get: "g".into(),
+        after_fetch: None,
+        files: vec![junk],
+        variants: vec![],
+    };
+    std::fs::write(dir.path().join("junk.bin"), b"junk").unwrap();
+    let kept = fetch_dataset(&dataset, dir.path(), &options).unwrap();
+    assert_eq!(kept[0].1, FileOutcome::Present);
+    let forced = FetchOptions {
+        force: true,
+        ..options.clone()
+    };
+    let again = fetch_dataset(&dataset, dir.path(), &forced).unwrap();
+    assert!(
+        matches!(again[0].1, FileOutcome::DownloadedUnverified { .. }),
+        "{:?}",
+        again[0].1
+    );
+    assert_eq!(std::fs::read(dir.path().join("junk.bin")).unwrap(), body);
 }
 
 #[test]
@@ -145,6 +270,10 @@ fn second_url_is_tried_and_intact_files_are_kept() {
 /// The whole CLI path: `eidn data fetch --base-url` from a local mirror of the real MNIST
 /// files into an empty data dir, then `verify` says exact.
 #[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn cli_fetches_mnist_from_a_local_mirror() {
     let Some(real) = real_data_dir("mnist") else {
         return;

@@ -194,6 +194,10 @@ fn invalid_params_and_shapes_are_refused() {
 /// AUC >= 0.99 (an independent reference implementation reached 0.9989); and the fast CPU
 /// conv path lands within 0.005 of candle's reference ops on the same run.
 #[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn real_mnist_class0_5pct_200_steps_reaches_099_on_both_paths() {
     let Some(dir) = common::real_data_dir("mnist") else {
         return;

@@ -14,6 +14,10 @@ const MNIST_TRAIN: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265
 const MNIST_TEST: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
 
 #[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn mnist_real_counts_and_pixels() {
     let Some(dir) = real_data_dir("mnist") else {
         return;
@@ -36,6 +40,10 @@ fn mnist_real_counts_and_pixels() {
 }
 
 #[test]
+#[cfg_attr(
+    eidn_no_cifar10,
+    ignore = "needs the real CIFAR-10: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn cifar10_real_counts_and_names() {
     let Some(dir) = real_data_dir("cifar10") else {
         return;
@@ -69,6 +77,10 @@ fn cifar10_real_counts_and_names() {
 }
 
 #[test]
+#[cfg_attr(
+    any(eidn_no_mnist, eidn_no_cifar10),
+    ignore = "needs the real MNIST and CIFAR-10: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn verify_reports_exact_variant_and_missing() {
     let (Some(dir), Some(_)) = (real_data_dir("mnist"), real_data_dir("cifar10")) else {
         return;
@@ -77,18 +89,33 @@ fn verify_reports_exact_variant_and_missing() {
     let mnist = verify(DatasetName::Mnist, &dir, &m);
     assert_eq!(mnist.status, Status::Exact, "{:?}", mnist.message);
     assert_eq!(mnist.files.len(), 4);
+    // Any valid copy passes: the original archive (exact), the batches unpacked from it
+    // (unverified: no checksum of loose batches is published) or the known JPEG variant.
     let cifar = verify(DatasetName::Cifar10, &dir, &m);
-    assert_eq!(cifar.status, Status::Variant, "{:?}", cifar.message);
-    assert_eq!(cifar.variant.as_deref(), Some("jpeg-q75"));
+    match cifar.status {
+        Status::Exact | Status::Unverified => assert_eq!(cifar.variant, None),
+        Status::Variant => assert_eq!(cifar.variant.as_deref(), Some("jpeg-q75")),
+        other => panic!("CIFAR-10 is {other:?}: {:?}", cifar.message),
+    }
     assert_eq!(cifar.train + cifar.test, 60_000);
+    // Concrete Cracks may or may not be there; if it is, it must load.
     let concrete = verify(DatasetName::Concrete, &dir, &m);
-    assert_eq!(concrete.status, Status::Missing);
+    assert!(
+        concrete.status == Status::Missing || concrete.status.usable(),
+        "{:?}: {:?}",
+        concrete.status,
+        concrete.message
+    );
     assert!(concrete
         .how_to_get
         .contains("eidn data fetch --dataset concrete"));
 }
 
 #[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
 fn cli_verify_exit_codes_and_json() {
     let Some(dir) = real_data_dir("mnist") else {
         return;
@@ -102,12 +129,17 @@ fn cli_verify_exit_codes_and_json() {
             .unwrap()
     };
     let all = run("all");
-    assert!(
-        !all.status.success(),
-        "concrete is missing, so `all` must fail"
-    );
     let json: serde_json::Value = serde_json::from_slice(&all.stdout).unwrap();
     let arr = json.as_array().unwrap();
+    // `all` fails (exit 1, a check) exactly when some dataset is not usable.
+    let all_usable = arr
+        .iter()
+        .all(|o| ["exact", "variant", "unverified"].contains(&o["status"].as_str().unwrap()));
+    assert_eq!(
+        all.status.code(),
+        Some(if all_usable { 0 } else { 1 }),
+        "{json}"
+    );
     assert_eq!(arr.len(), 3);
     let by_name = |n: &str| arr.iter().find(|o| o["name"] == n).unwrap();
     assert_eq!(by_name("mnist")["status"], "exact");
@@ -117,12 +149,10 @@ fn cli_verify_exit_codes_and_json() {
         by_name("mnist")["train_per_class"],
         serde_json::json!(MNIST_TRAIN)
     );
-    assert_eq!(by_name("cifar10")["status"], "variant");
     assert_eq!(
         by_name("cifar10")["train_per_class"],
         serde_json::to_value([5000; 10]).unwrap()
     );
-    assert_eq!(by_name("concrete")["status"], "missing");
 
     for which in ["mnist", "cifar10"] {
         let out = run(which);
@@ -140,8 +170,12 @@ fn cli_verify_exit_codes_and_json() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
+    let cifar_status = by_name("cifar10")["status"]
+        .as_str()
+        .unwrap()
+        .to_uppercase();
     assert!(
-        text.contains("VARIANT jpeg-q75") && text.contains("| train | 50000"),
+        text.contains(&cifar_status) && text.contains("| train | 50000"),
         "{text}"
     );
 }

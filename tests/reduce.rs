@@ -2,7 +2,7 @@
 //! image sets.
 
 use eidn::data::ImageSet;
-use eidn::reduce::{Lda, Pca, Reducer};
+use eidn::reduce::{LdaParams, PcaParams, Reducer};
 use ndarray::Array2;
 use serde_json::Value;
 
@@ -26,12 +26,10 @@ fn lda_matches_scikit_learn_up_to_sign_and_scale() {
         let x = Array2::from_shape_vec((n, d), rows.into_iter().flatten().collect()).unwrap();
         let y: Vec<usize> = serde_json::from_value(case["y"].clone()).unwrap();
         let want: Vec<Vec<f64>> = serde_json::from_value(case["projection"].clone()).unwrap();
-        let lda = Lda {
-            shrinkage,
-            n_components: None,
-        }
-        .fit_matrix(&x, &y)
-        .unwrap();
+        let lda = LdaParams::default()
+            .shrinkage(shrinkage)
+            .fit_matrix(&x, &y)
+            .unwrap();
         let got = lda.transform_matrix(&x).unwrap();
         assert_eq!(got.ncols(), want[0].len(), "{name}: components");
         for j in 0..got.ncols() {
@@ -63,11 +61,11 @@ fn images(n: usize, labels: impl Fn(usize) -> u8) -> ImageSet {
 #[test]
 fn pca_and_lda_on_image_sets() {
     let set = images(120, |i| (i % 6 == 0) as u8);
-    let pca = Pca { n_components: 2 }.fit(&set).unwrap();
+    let pca = PcaParams::new(2).fit(&set).unwrap();
     let z = pca.transform(&set).unwrap();
     assert_eq!(z.dim(), (120, 2));
     let y: Vec<usize> = set.labels.iter().map(|&l| l as usize).collect();
-    let lda = Lda::default().fit(&set, &y).unwrap();
+    let lda = LdaParams::default().fit(&set, &y).unwrap();
     assert_eq!(lda.dim(), 1);
     let z = lda.transform(&set).unwrap();
     // The discriminant separates the two classes on their training data.
@@ -102,6 +100,6 @@ fn pca_and_lda_on_image_sets() {
     };
     assert!(pca.transform(&other).is_err());
     assert!(lda.transform(&other).is_err());
-    assert!(Lda::default().fit(&set, &y[..10]).is_err());
-    assert!(Lda::default().fit(&set, &vec![0; 120]).is_err());
+    assert!(LdaParams::default().fit(&set, &y[..10]).is_err());
+    assert!(LdaParams::default().fit(&set, &vec![0; 120]).is_err());
 }

@@ -77,9 +77,9 @@ fn load_archive(archive: &Path) -> Result<Dataset, DataError> {
     let file = std::fs::File::open(archive).map_err(|e| DataError::io(archive, e))?;
     let gz = flate2::read::GzDecoder::new(std::io::BufReader::new(file));
     let mut tar = tar::Archive::new(gz.take(MAX_DECOMPRESSED));
-    let gz_err = |source| DataError::Gzip {
+    let gz_err = |error| DataError::Gzip {
         path: archive.to_path_buf(),
-        source,
+        error,
     };
     let mut names = train_batches();
     names.push(TEST_BATCH.to_string());
@@ -99,6 +99,15 @@ fn load_archive(archive: &Path) -> Result<Dataset, DataError> {
         } else {
             continue;
         };
+        // A link or folder under a batch's name would read as an empty batch.
+        let kind = entry.header().entry_type();
+        if !kind.is_file() {
+            return Err(DataError::BadArchiveMember {
+                archive: archive.to_path_buf(),
+                member: member.display().to_string(),
+                message: format!("is a {kind:?} entry, not a regular file"),
+            });
+        }
         let mut buf = Vec::with_capacity((entry.size() as usize).min(64 << 20));
         entry.read_to_end(&mut buf).map_err(gz_err)?;
         *slot = Some(buf);
@@ -165,6 +174,12 @@ pub(crate) fn parse_records(
     let mut pixels = Vec::with_capacity(total * IMAGE_BYTES);
     let mut labels = Vec::with_capacity(total);
     for (path, bytes) in parts {
+        if bytes.is_empty() {
+            return Err(DataError::Empty {
+                path: path.clone(),
+                what: "CIFAR-10 records",
+            });
+        }
         if bytes.len() % RECORD_BYTES != 0 {
             return Err(DataError::RecordSize {
                 path: path.clone(),

@@ -1,21 +1,20 @@
 //! The data module's one error type. Every variant names the file (or URL) it is about, so
-//! that a user with a damaged download knows which file to replace.
+//! that a user with a damaged download knows which file to replace. Underlying errors are
+//! shown in the message, not chained as sources, so `{:#}` prints each cause once.
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{path}: not a readable gzip stream: {source}")]
+    #[error("{path}: not a readable gzip stream: {error}")]
     Gzip {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "{path}: decompresses to more than {limit} bytes; refusing to go on (not a dataset file?)"
@@ -69,16 +68,25 @@ pub enum DataError {
         expected: usize,
         found: usize,
     },
-    #[error("{path}: image does not decode: {source}")]
+    #[error("{path}: image does not decode: {error}")]
     Image {
         path: PathBuf,
-        #[source]
-        source: image::ImageError,
+        error: image::ImageError,
     },
     #[error("{archive}: member {member:?} escapes the archive (absolute path or '..'); refusing to read it")]
     UnsafeArchivePath { archive: PathBuf, member: String },
     #[error("{path}: {message}")]
     BadCache { path: PathBuf, message: String },
+    #[error("{path}: holds no {what}; the file is empty or cut short")]
+    Empty { path: PathBuf, what: &'static str },
+    #[error("{archive}: member {member:?} {message}")]
+    BadArchiveMember {
+        archive: PathBuf,
+        member: String,
+        message: String,
+    },
+    #[error("{path}: not a complete JPEG ({message}); the file is cut short or damaged")]
+    TruncatedImage { path: PathBuf, message: String },
     #[error("{dataset}: {what} not found under {dir}. {hint}")]
     Missing {
         dataset: &'static str,
@@ -107,10 +115,10 @@ pub enum DataError {
 }
 
 impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 }

@@ -2,6 +2,10 @@
 //! checking size and SHA-256 while streaming. Bytes go to a hidden `.part` file that is
 //! renamed only after both checks pass, so an interrupted or bad download never leaves a
 //! file under a name the loaders read.
+//!
+//! A connection is abandoned when it stalls (no byte for `read_timeout`), never because the
+//! link is slow; an interrupted download resumes from its `.part` file with an HTTP Range
+//! request where the server allows it (else it starts over).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -11,7 +15,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
-use super::files::{part_path, sha256_file};
+use super::files::sha256_file;
 use super::manifest::{DatasetEntry, FileEntry};
 use super::DataError;
 
@@ -23,6 +27,10 @@ pub struct FetchOptions {
     pub connect_timeout: Duration,
     /// Longest silence while receiving before a download is abandoned.
     pub read_timeout: Duration,
+    /// Download again files that have no checksum on record even when present.
+    pub force: bool,
+    /// Requests per URL while each one brings new bytes (resuming where the last stopped).
+    pub attempts: usize,
 }
 
 impl Default for FetchOptions {
@@ -32,6 +40,8 @@ impl Default for FetchOptions {
             progress: true,
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
+            force: false,
+            attempts: 5,
         }
     }
 }
@@ -56,7 +66,7 @@ pub fn fetch_dataset(
     let mut outcomes = Vec::new();
     for file in &entry.files {
         let dest = dir.join(&file.name);
-        if is_intact(file, &dest)? {
+        if is_intact(file, &dest, options.force)? {
             outcomes.push((file.name.clone(), FileOutcome::Present));
             continue;
         }
@@ -66,14 +76,18 @@ pub fn fetch_dataset(
     Ok(outcomes)
 }
 
-fn is_intact(file: &FileEntry, dest: &Path) -> Result<bool, DataError> {
+fn is_intact(file: &FileEntry, dest: &Path, force: bool) -> Result<bool, DataError> {
     if !dest.is_file() {
         return Ok(false);
     }
+    let (sha256, len) = sha256_file(dest)?;
+    if file.size.is_some_and(|want| want != len) {
+        return Ok(false);
+    }
     match &file.sha256 {
-        Some(expected) => Ok(sha256_file(dest)?.0.eq_ignore_ascii_case(expected)),
-        // Nothing to check against: a finished download (renamed from .part) is kept.
-        None => Ok(true),
+        Some(expected) => Ok(sha256.eq_ignore_ascii_case(expected)),
+        // Nothing to check against: kept, unless the user asked for a fresh copy.
+        None => Ok(!force),
     }
 }
 
@@ -85,117 +99,204 @@ pub fn urls_for(file: &FileEntry, base_url: Option<&str>) -> Vec<String> {
     }
 }
 
-/// Downloads one file to `dest`, trying each URL until one gives the right bytes.
+/// Downloads one file to `dest`, trying each URL until one gives the right bytes. The error
+/// lists every URL tried and why it failed.
 pub fn fetch_file(
     file: &FileEntry,
     dest: &Path,
     options: &FetchOptions,
 ) -> Result<FileOutcome, DataError> {
     let urls = urls_for(file, options.base_url.as_deref());
-    let mut last = DataError::Download {
-        url: file.name.clone(),
-        message: "the manifest lists no URL for it".into(),
-    };
-    for url in urls {
-        match download(&url, file, dest, options) {
+    let mut failures = Vec::new();
+    let mut last = None;
+    for url in &urls {
+        match download(url, file, dest, options) {
             Ok(outcome) => return Ok(outcome),
             Err(e) => {
                 if options.progress {
                     eprintln!("warning: {e}");
                 }
-                last = e;
+                failures.push(e.to_string());
+                last = Some(e);
             }
         }
     }
-    Err(last)
+    match (last, failures.len()) {
+        (Some(e), 1) => Err(e),
+        (_, 0) => Err(DataError::Download {
+            url: file.name.clone(),
+            message: "the manifest lists no URL for it".into(),
+        }),
+        _ => Err(DataError::Download {
+            url: file.name.clone(),
+            message: format!("every source failed: {}", failures.join("; ")),
+        }),
+    }
 }
 
+/// The resumable partial download beside `dest`.
+fn download_part(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(".{name}.part"))
+}
+
+/// Requests `url` until the file is complete, resuming after each interruption that brought
+/// new bytes; a bad file (wrong size or checksum) is deleted, an interrupted one is kept for
+/// the next run to resume.
 fn download(
     url: &str,
     file: &FileEntry,
     dest: &Path,
     options: &FetchOptions,
 ) -> Result<FileOutcome, DataError> {
-    let tmp = part_path(dest);
-    let result = stream_to(url, file, &tmp, options).and_then(|sha256| {
-        std::fs::rename(&tmp, dest).map_err(|e| DataError::io(dest, e))?;
-        Ok(sha256)
-    });
-    match result {
-        Ok(sha256) if file.sha256.is_some() => Ok(FileOutcome::Downloaded { sha256 }),
-        Ok(sha256) => Ok(FileOutcome::DownloadedUnverified { sha256 }),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
+    let tmp = download_part(dest);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = std::fs::metadata(&tmp).map_or(0, |m| m.len());
+        match stream_to(url, file, &tmp, options) {
+            Ok(sha256) => {
+                std::fs::rename(&tmp, dest).map_err(|e| DataError::io(dest, e))?;
+                return Ok(match file.sha256 {
+                    Some(_) => FileOutcome::Downloaded { sha256 },
+                    None => FileOutcome::DownloadedUnverified { sha256 },
+                });
+            }
+            Err(Interrupted::Bad(e)) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            Err(Interrupted::Network(e)) => {
+                let after = std::fs::metadata(&tmp).map_or(0, |m| m.len());
+                if after <= before || attempt >= options.attempts.max(1) {
+                    return Err(e);
+                }
+                if options.progress {
+                    eprintln!("warning: {e}; resuming at byte {after}");
+                }
+            }
         }
     }
 }
 
-/// Streams `url` into `tmp`, hashing as it goes; checks size and SHA-256 at the end.
+/// Why a request did not finish the file.
+enum Interrupted {
+    /// The connection failed or stalled: what arrived is kept and can be resumed.
+    Network(DataError),
+    /// The bytes are wrong: start over.
+    Bad(DataError),
+}
+
+/// Continues `tmp` from `url` (a Range request when `tmp` has bytes), hashing everything;
+/// checks size and SHA-256 at the end.
 fn stream_to(
     url: &str,
     file: &FileEntry,
     tmp: &Path,
     options: &FetchOptions,
-) -> Result<String, DataError> {
+) -> Result<String, Interrupted> {
     let fail = |message: String| DataError::Download {
         url: url.to_string(),
         message,
     };
+    let io = |e| Interrupted::Bad(DataError::io(tmp, e));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_connect(Some(options.connect_timeout))
         .timeout_recv_response(Some(options.read_timeout))
-        .timeout_recv_body(Some(options.read_timeout))
+        // A slow link may take hours; only silence ends a download.
+        .timeout_recv_body(None)
+        .timeout_per_read(Some(options.read_timeout))
         .build()
         .into();
-    let response = agent.get(url).call().map_err(|e| fail(e.to_string()))?;
+    let have = std::fs::metadata(tmp).map_or(0, |m| m.len());
+    let mut request = agent.get(url);
+    if have > 0 {
+        request = request.header("Range", &format!("bytes={have}-"));
+    }
+    let response = request
+        .call()
+        .map_err(|e| Interrupted::Network(fail(e.to_string())))?;
+    // 206: the server continues our bytes; anything else sends the whole file again.
+    let resumed = have > 0 && response.status().as_u16() == 206;
+    let start = if resumed { have } else { 0 };
     let body = response.into_body();
-    let announced = body.content_length();
+    let announced = body.content_length().map(|n| n + start);
     if let (Some(a), Some(want)) = (announced, file.size) {
         if a != want {
-            return Err(fail(format!(
+            return Err(Interrupted::Bad(fail(format!(
                 "server announces {a} bytes, the manifest says {want}"
-            )));
+            ))));
         }
     }
-    let bar = progress_bar(options.progress, announced.or(file.size), &file.name);
-    let mut reader = body.into_reader();
-    let mut out = File::create(tmp).map_err(|e| DataError::io(tmp, e))?;
     let mut hasher = Sha256::new();
+    let mut out = if resumed {
+        let mut f = File::open(tmp).map_err(io)?;
+        std::io::copy(&mut f, &mut hasher).map_err(io)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(tmp)
+            .map_err(io)?
+    } else {
+        File::create(tmp).map_err(io)?
+    };
+    // Without a Content-Length, the manifest's size caps what is read.
+    let cap = file.size.or(announced);
+    let bar = progress_bar(options.progress, cap, &file.name);
+    let mut reader = body.into_reader();
     let mut buf = vec![0u8; 1 << 16];
-    let mut received = 0u64;
+    let mut received = start;
+    bar.set_position(received);
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| fail(format!("after {received} bytes: {e}")))?;
+        let n = match reader.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = out.sync_all();
+                bar.abandon();
+                return Err(Interrupted::Network(fail(format!(
+                    "after {received} bytes: {e}"
+                ))));
+            }
+        };
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .map_err(|e| DataError::io(tmp, e))?;
+        out.write_all(&buf[..n]).map_err(io)?;
         received += n as u64;
         bar.set_position(received);
+        if cap.is_some_and(|c| received > c) {
+            break;
+        }
     }
-    out.sync_all().map_err(|e| DataError::io(tmp, e))?;
+    out.sync_all().map_err(io)?;
     bar.finish_and_clear();
-    if let Some(want) = file.size.or(announced) {
-        if received != want {
-            return Err(DataError::WrongSize {
+    if let Some(want) = cap {
+        if received > want {
+            return Err(Interrupted::Bad(DataError::WrongSize {
                 path: PathBuf::from(url),
                 expected: want,
                 actual: received,
-            });
+            }));
+        }
+        if received < want {
+            return Err(Interrupted::Network(DataError::WrongSize {
+                path: PathBuf::from(url),
+                expected: want,
+                actual: received,
+            }));
         }
     }
     let sha256 = hex::encode(hasher.finalize());
     if let Some(expected) = &file.sha256 {
         if !expected.eq_ignore_ascii_case(&sha256) {
-            return Err(DataError::Checksum {
+            return Err(Interrupted::Bad(DataError::Checksum {
                 path: PathBuf::from(url),
                 expected: expected.clone(),
                 actual: sha256,
-            });
+            }));
         }
     }
     Ok(sha256)

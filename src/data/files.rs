@@ -1,7 +1,7 @@
 //! Reading dataset files that may be gzipped, hashing them, and writing files atomically.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -15,26 +15,40 @@ pub(crate) const MAX_DECOMPRESSED: u64 = 1 << 30;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Reads `path` whole, gunzipping it when it starts with the gzip magic bytes (whatever its
-/// name says), so raw and `.gz` copies of the same file load alike.
+/// name says), so raw and `.gz` copies of the same file load alike. Neither a raw file nor a
+/// decompressed stream may pass [`MAX_DECOMPRESSED`]: a raw file's size is checked before a
+/// byte is read, a gzip stream is decompressed from disk and stopped at the limit.
 pub(crate) fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    if bytes.starts_with(&GZIP_MAGIC) {
-        gunzip(path, &bytes)
-    } else {
-        Ok(bytes)
+    let io = |e| DataError::io(path, e);
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut magic = [0u8; 2];
+    let got = file.read(&mut magic).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    if got == 2 && magic == GZIP_MAGIC {
+        return gunzip_from(path, std::io::BufReader::new(file), len);
     }
+    if len > MAX_DECOMPRESSED {
+        return Err(DataError::TooLarge {
+            path: path.to_path_buf(),
+            limit: MAX_DECOMPRESSED,
+        });
+    }
+    let mut out = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut out).map_err(io)?;
+    Ok(out)
 }
 
-pub(crate) fn gunzip(path: &Path, compressed: &[u8]) -> Result<Vec<u8>, DataError> {
+fn gunzip_from(path: &Path, compressed: impl Read, len: u64) -> Result<Vec<u8>, DataError> {
     // Typical ratio for these files is 1-5x; reserve a guess, not a header's claim.
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(256 << 20));
+    let mut out = Vec::with_capacity(len.saturating_mul(4).min(256 << 20) as usize);
     let decoder = flate2::read::MultiGzDecoder::new(compressed);
     decoder
         .take(MAX_DECOMPRESSED + 1)
         .read_to_end(&mut out)
-        .map_err(|source| DataError::Gzip {
+        .map_err(|error| DataError::Gzip {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
     if out.len() as u64 > MAX_DECOMPRESSED {
         return Err(DataError::TooLarge {
@@ -128,6 +142,18 @@ mod tests {
         let err = read_maybe_gz(&p).unwrap_err();
         assert!(matches!(err, DataError::Gzip { .. }), "{err}");
         assert!(err.to_string().contains("broken.gz"));
+    }
+
+    /// Issue 10 item 10: a raw file past the limit is refused from its size, unread (a
+    /// sparse file: no disk is used).
+    #[test]
+    fn oversized_raw_file_is_refused_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("train-images-idx3-ubyte");
+        let f = File::create(&p).unwrap();
+        f.set_len(8 << 30).unwrap();
+        let err = read_maybe_gz(&p).unwrap_err();
+        assert!(matches!(err, DataError::TooLarge { .. }), "{err}");
     }
 
     #[test]

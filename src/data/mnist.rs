@@ -134,7 +134,7 @@ fn parse_header(
         return Err(DataError::HeaderSizeMismatch {
             path: path.to_path_buf(),
             header: format!("{what} {header}"),
-            expected: expected + header_len as u64,
+            expected: expected.saturating_add(header_len as u64),
             actual: bytes.len() as u64,
         });
     }
@@ -188,6 +188,19 @@ mod tests {
         let err = parse_pair(Path::new("imgs"), images, Path::new("l"), &labels).unwrap_err();
         assert!(matches!(err, DataError::HeaderSizeMismatch { .. }), "{err}");
         assert!(err.to_string().contains("imgs"), "{err}");
+    }
+
+    /// Issue 10 item 10: 3 x (2^32 - 1) in a header is reported, not overflowed.
+    #[test]
+    fn huge_dimensions_are_reported_without_overflow() {
+        let (mut images, labels) = encode_idx(&tiny());
+        for w in 1..4 {
+            images[4 * w..4 * w + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        }
+        let err = parse_pair(Path::new("imgs"), images, Path::new("l"), &labels).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("4294967295 x 4294967295"), "{text}");
+        assert!(text.contains("18446744073709551615 bytes"), "{text}");
     }
 
     #[test]

@@ -141,6 +141,12 @@ impl ImageSet {
     /// Checks the invariants every loader promises; loaders call it before returning.
     fn check(&self, path: &Path) -> Result<(), DataError> {
         debug_assert_eq!(self.pixels.len(), self.labels.len() * self.image_len());
+        if self.is_empty() {
+            return Err(DataError::Empty {
+                path: path.to_path_buf(),
+                what: "images",
+            });
+        }
         let classes = self.class_names.len();
         match self.labels.iter().position(|&l| l as usize >= classes) {
             Some(index) => Err(DataError::BadLabel {
@@ -186,7 +192,11 @@ pub fn load(name: DatasetName, data_dir: &Path, seed: u64) -> Result<Dataset, Da
 pub enum DataDirSource {
     Flag,
     Env,
-    Default,
+    /// `datasets/` in the working directory (a checkout of this repository).
+    WorkingDir,
+    /// The per-user data folder (`$XDG_DATA_HOME/eidn/datasets`, else
+    /// `~/.local/share/eidn/datasets`).
+    User,
 }
 
 impl fmt::Display for DataDirSource {
@@ -194,7 +204,8 @@ impl fmt::Display for DataDirSource {
         f.write_str(match self {
             DataDirSource::Flag => "--data-dir",
             DataDirSource::Env => "EIDN_DATA_DIR",
-            DataDirSource::Default => "default (datasets/ in the repository)",
+            DataDirSource::WorkingDir => "default: datasets/ in the working directory",
+            DataDirSource::User => "default: the per-user data folder",
         })
     }
 }
@@ -202,24 +213,47 @@ impl fmt::Display for DataDirSource {
 /// Name of the environment variable that points at the data directory.
 pub const DATA_DIR_ENV: &str = "EIDN_DATA_DIR";
 
-/// `--data-dir`, else `EIDN_DATA_DIR`, else `datasets/` in the repository.
+/// `--data-dir`, else `EIDN_DATA_DIR`, else `datasets/` in the working directory when it
+/// exists (a checkout), else the per-user data folder. Nothing is compiled in: a copied or
+/// installed binary looks where its user is, not where it was built.
 pub fn resolve_data_dir(flag: Option<&Path>) -> (PathBuf, DataDirSource) {
-    resolve_data_dir_from(flag, std::env::var_os(DATA_DIR_ENV).map(PathBuf::from))
+    resolve_data_dir_from(
+        flag,
+        std::env::var_os(DATA_DIR_ENV).map(PathBuf::from),
+        Path::new("datasets"),
+    )
 }
 
-fn resolve_data_dir_from(flag: Option<&Path>, env: Option<PathBuf>) -> (PathBuf, DataDirSource) {
+fn resolve_data_dir_from(
+    flag: Option<&Path>,
+    env: Option<PathBuf>,
+    working: &Path,
+) -> (PathBuf, DataDirSource) {
     if let Some(p) = flag {
         return (p.to_path_buf(), DataDirSource::Flag);
     }
     match env {
         Some(p) if !p.as_os_str().is_empty() => (p, DataDirSource::Env),
-        _ => (default_data_dir(), DataDirSource::Default),
+        _ if working.is_dir() => (working.to_path_buf(), DataDirSource::WorkingDir),
+        _ => (user_data_dir(), DataDirSource::User),
     }
 }
 
-/// `datasets/` of the source tree this binary was built from.
-pub fn default_data_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets")
+/// `$XDG_DATA_HOME/eidn/datasets`, else `$HOME/.local/share/eidn/datasets`, else
+/// `datasets` (no home at all).
+pub fn user_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/share"))
+        });
+    match base {
+        Some(b) => b.join("eidn").join("datasets"),
+        None => PathBuf::from("datasets"),
+    }
 }
 
 #[cfg(test)]
@@ -230,19 +264,27 @@ mod tests {
     fn data_dir_precedence() {
         let flag = Path::new("/from/flag");
         let env = Some(PathBuf::from("/from/env"));
+        let here = tempfile::tempdir().unwrap();
+        let working = here.path().join("datasets");
         assert_eq!(
-            resolve_data_dir_from(Some(flag), env.clone()),
+            resolve_data_dir_from(Some(flag), env.clone(), &working),
             (flag.to_path_buf(), DataDirSource::Flag)
         );
         assert_eq!(
-            resolve_data_dir_from(None, env),
+            resolve_data_dir_from(None, env, &working),
             (PathBuf::from("/from/env"), DataDirSource::Env)
         );
+        // Issue 10 item 12: no compiled-in path; a missing ./datasets means the user's folder.
         assert_eq!(
-            resolve_data_dir_from(None, Some(PathBuf::new())),
-            (default_data_dir(), DataDirSource::Default)
+            resolve_data_dir_from(None, Some(PathBuf::new()), &working),
+            (user_data_dir(), DataDirSource::User)
         );
-        assert_eq!(resolve_data_dir_from(None, None).1, DataDirSource::Default);
+        std::fs::create_dir(&working).unwrap();
+        assert_eq!(
+            resolve_data_dir_from(None, None, &working),
+            (working.clone(), DataDirSource::WorkingDir)
+        );
+        assert!(!user_data_dir().starts_with(env!("CARGO_MANIFEST_DIR")));
     }
 
     #[test]

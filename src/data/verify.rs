@@ -21,7 +21,11 @@ pub enum Status {
     /// CIFAR-10 batches unpacked by hand).
     Unverified,
     Missing,
-    /// A checksum mismatch against the original, or the data does not load.
+    /// The data loads, but a file's SHA-256 matches neither the original nor a known
+    /// variant: not the data the numbers are about. `train` warns and goes on; the grid
+    /// refuses it.
+    Mismatch,
+    /// The data does not load.
     Corrupt,
 }
 
@@ -29,6 +33,18 @@ impl Status {
     /// Whether a run may use the data.
     pub fn usable(self) -> bool {
         matches!(self, Status::Exact | Status::Variant | Status::Unverified)
+    }
+
+    /// The status as result records and `eidn.json` name it ("exact", "variant jpeg-q75",
+    /// "unverified", "checksum mismatch"); None when the data cannot be used at all.
+    pub fn label(self, variant: Option<&str>) -> Option<String> {
+        match self {
+            Status::Exact => Some("exact".into()),
+            Status::Variant => Some(format!("variant {}", variant.unwrap_or("?"))),
+            Status::Unverified => Some("unverified".into()),
+            Status::Mismatch => Some("checksum mismatch".into()),
+            Status::Missing | Status::Corrupt => None,
+        }
     }
 }
 
@@ -147,7 +163,7 @@ fn build_report(
         .iter()
         .find(|f| matches!(f.verdict, FileVerdict::Mismatch { .. }))
     {
-        report.status = Status::Corrupt;
+        report.status = Status::Mismatch;
         report.message = Some(format!(
             "{}: SHA-256 does not match the original; delete it and run `eidn data fetch --dataset {name}`",
             bad.path.display()

@@ -9,34 +9,57 @@ use linfa_clustering::GaussianMixtureModel;
 use ndarray::{Array1, Array2, ArrayView1};
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256Plus;
+use serde::{Deserialize, Serialize};
 
 use super::{check_dim, AnomalyScorer, DetectError};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Gmm {
-    /// Component counts tried; the lowest BIC wins.
-    pub components: std::ops::RangeInclusive<usize>,
-    pub seed: u64,
+/// Checked Gaussian mixture settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GmmValidParams {
+    /// Component counts tried, `min_components..=max_components`; the lowest BIC wins.
+    min_components: usize,
+    max_components: usize,
+    seed: u64,
 }
 
-impl Gmm {
+super::detector_params!(GmmParams, GmmValidParams, FittedGmm);
+
+impl GmmParams {
     /// 1 to 5 components.
     pub fn new(seed: u64) -> Self {
-        Gmm {
-            components: 1..=5,
+        GmmParams(GmmValidParams {
+            min_components: 1,
+            max_components: 5,
             seed,
+        })
+    }
+
+    pub fn components(mut self, range: std::ops::RangeInclusive<usize>) -> Self {
+        self.0.min_components = *range.start();
+        self.0.max_components = *range.end();
+        self
+    }
+}
+
+impl GmmValidParams {
+    fn validate(&self) -> Result<(), DetectError> {
+        if self.min_components == 0
+            || self.min_components > self.max_components
+            || self.max_components > 100
+        {
+            return Err(DetectError::InvalidParams(
+                "GMM components must be a range within 1..=100".into(),
+            ));
         }
+        Ok(())
     }
 
     pub fn fit(&self, x: &Array2<f64>) -> Result<FittedGmm, DetectError> {
-        if self.components.is_empty() || *self.components.start() == 0 {
-            return Err(DetectError::InvalidParams("components must be >= 1".into()));
-        }
         check_dim(x, x.ncols())?;
         let (n, d) = (x.nrows(), x.ncols());
         let mut best: Option<(f64, FittedGmm)> = None;
         let mut last_error = None;
-        for k in self.components.clone() {
+        for k in self.min_components..=self.max_components {
             if n < 2 * k {
                 break;
             }

@@ -11,31 +11,56 @@ use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use serde::{Deserialize, Serialize};
+
 use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct IsolationForest {
-    pub n_trees: usize,
-    pub sample_size: usize,
-    pub seed: u64,
+/// Checked isolation forest settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IsolationForestValidParams {
+    n_trees: usize,
+    sample_size: usize,
+    seed: u64,
 }
 
-impl IsolationForest {
+super::detector_params!(
+    IsolationForestParams,
+    IsolationForestValidParams,
+    FittedIsolationForest
+);
+
+impl IsolationForestParams {
     /// 100 trees of 256-point subsamples (the paper's and scikit-learn's defaults).
     pub fn new(seed: u64) -> Self {
-        IsolationForest {
+        IsolationForestParams(IsolationForestValidParams {
             n_trees: 100,
             sample_size: 256,
             seed,
+        })
+    }
+
+    pub fn n_trees(mut self, n: usize) -> Self {
+        self.0.n_trees = n;
+        self
+    }
+
+    pub fn sample_size(mut self, n: usize) -> Self {
+        self.0.sample_size = n;
+        self
+    }
+}
+
+impl IsolationForestValidParams {
+    fn validate(&self) -> Result<(), DetectError> {
+        if self.n_trees == 0 || self.n_trees > 100_000 || self.sample_size < 2 {
+            return Err(DetectError::InvalidParams(
+                "isolation forest needs 1 <= n_trees <= 100000 and sample_size >= 2".into(),
+            ));
         }
+        Ok(())
     }
 
     pub fn fit(&self, x: &Array2<f64>) -> Result<FittedIsolationForest, DetectError> {
-        if self.n_trees == 0 || self.sample_size < 2 {
-            return Err(DetectError::InvalidParams(
-                "isolation forest needs n_trees >= 1 and sample_size >= 2".into(),
-            ));
-        }
         check_training(x, "isolation forest", 2)?;
         let psi = self.sample_size.min(x.nrows());
         let max_depth = (psi as f64).log2().ceil() as usize;
@@ -200,16 +225,24 @@ mod tests {
         let mut pts: Vec<f64> = (0..400).map(|i| ((i * 37) % 101) as f64 / 101.0).collect();
         pts.extend_from_slice(&[8.0, 8.0]);
         let x = Array2::from_shape_vec((201, 2), pts).unwrap();
-        let f = IsolationForest::new(3).fit(&x).unwrap();
+        let f = IsolationForestParams::new(3).fit(&x).unwrap();
         let s = f.score(&x).unwrap();
         let max_inlier = s[..200].iter().cloned().fold(f64::MIN, f64::max);
         assert!(s[200] > max_inlier, "outlier {} vs {}", s[200], max_inlier);
         assert_eq!(
-            IsolationForest::new(3).fit(&x).unwrap().score(&x).unwrap(),
+            IsolationForestParams::new(3)
+                .fit(&x)
+                .unwrap()
+                .score(&x)
+                .unwrap(),
             s
         );
         assert_ne!(
-            IsolationForest::new(4).fit(&x).unwrap().score(&x).unwrap(),
+            IsolationForestParams::new(4)
+                .fit(&x)
+                .unwrap()
+                .score(&x)
+                .unwrap(),
             s
         );
     }

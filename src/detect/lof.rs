@@ -12,31 +12,46 @@ use std::num::NonZero;
 
 use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lof {
-    pub n_neighbors: usize,
+/// Checked LOF settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LofValidParams {
+    n_neighbors: usize,
 }
 
-impl Default for Lof {
+super::detector_params!(LofParams, LofValidParams, FittedLof);
+
+impl Default for LofParams {
     /// k = 20, scikit-learn's default.
     fn default() -> Self {
-        Lof { n_neighbors: 20 }
+        LofParams(LofValidParams { n_neighbors: 20 })
+    }
+}
+
+impl LofParams {
+    pub fn n_neighbors(mut self, k: usize) -> Self {
+        self.0.n_neighbors = k;
+        self
     }
 }
 
 /// For each query: the k nearest training points as (distance, index), nearest first.
 type Neighbours = Vec<Vec<(f64, usize)>>;
 
-impl Lof {
-    pub fn fit(&self, x: &Array2<f64>) -> Result<FittedLof, DetectError> {
-        if self.n_neighbors == 0 {
+impl LofValidParams {
+    fn validate(&self) -> Result<(), DetectError> {
+        if self.n_neighbors == 0 || self.n_neighbors > 10_000 {
             return Err(DetectError::InvalidParams(
-                "LOF needs n_neighbors >= 1".into(),
+                "LOF needs 1 <= n_neighbors <= 10000".into(),
             ));
         }
+        Ok(())
+    }
+
+    pub fn fit(&self, x: &Array2<f64>) -> Result<FittedLof, DetectError> {
         check_training(x, "LOF", 2)?;
         let k = self.n_neighbors.min(x.nrows() - 1);
         let index = NeighbourIndex::new(x);
@@ -214,7 +229,7 @@ mod tests {
         // so every k-distance is 1, every lrd 1. A query at 5: nearest is 2 at distance 3,
         // reach = max(1, 3) = 3, lrd = 1/3, LOF = 1 / (1/3) = 3 (up to the 1e-10 guard).
         let x = Array2::from_shape_vec((3, 1), vec![0.0, 1.0, 2.0]).unwrap();
-        let f = Lof { n_neighbors: 1 }.fit(&x).unwrap();
+        let f = LofParams::default().n_neighbors(1).fit(&x).unwrap();
         let q = Array2::from_shape_vec((2, 1), vec![5.0, 1.0]).unwrap();
         let s = f.score(&q).unwrap();
         assert!((s[0] - 3.0).abs() < 1e-8, "{s:?}");

@@ -1,6 +1,8 @@
 //! Classical anomaly detectors run on an embedding (paper Fig 7): each is fitted on the
 //! embedded *normal* training samples and scores any embedded sample, higher = more
-//! anomalous. linfa-style: a params struct, `fit` returning a fitted detector that `score`s.
+//! anomalous. linfa-style: `XParams` (unchecked, with builder methods) wraps `XValidParams`;
+//! `ParamGuard::check` validates once, and `fit` on the valid params returns a fitted
+//! detector that `score`s. The valid params serialise, so a result record names every setting.
 //!
 //! - [`IsolationForest`]: a seeded classic isolation forest (written here: the
 //!   `extended-isolation-forest` crate draws from `thread_rng` and cannot be seeded, and
@@ -12,18 +14,33 @@
 //! - [`Lof`]: local outlier factor in scikit-learn's novelty mode, on a kiddo k-d tree.
 //! - [`OriginDistance`]: EIDN's own score, the distance from the origin.
 
+/// `crate::checked_params!` for a detector, plus `fit` on the unchecked params (checks first).
+macro_rules! detector_params {
+    ($params:ident, $valid:ident, $fitted:ty) => {
+        crate::checked_params!($params, $valid, DetectError);
+
+        impl $params {
+            pub fn fit(&self, x: &ndarray::Array2<f64>) -> Result<$fitted, DetectError> {
+                linfa::ParamGuard::check_ref(self)?.fit(x)
+            }
+        }
+    };
+}
+use detector_params;
+
 mod gmm;
 mod iforest;
 mod lof;
 mod ocsvm;
 
+use linfa::ParamGuard;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-pub use gmm::{FittedGmm, Gmm};
-pub use iforest::{FittedIsolationForest, IsolationForest};
-pub use lof::{FittedLof, Lof};
-pub use ocsvm::{FittedOneClassSvm, OneClassSvm};
+pub use gmm::{FittedGmm, GmmParams, GmmValidParams};
+pub use iforest::{FittedIsolationForest, IsolationForestParams, IsolationForestValidParams};
+pub use lof::{FittedLof, LofParams, LofValidParams};
+pub use ocsvm::{FittedOneClassSvm, Gamma, OneClassSvmParams, OneClassSvmValidParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DetectError {
@@ -92,14 +109,56 @@ impl DetectorKind {
         }
     }
 
-    /// Fits this detector with default parameters and `seed` on the normal samples `x`.
-    pub fn fit(self, x: &Array2<f64>, seed: u64) -> Result<Box<dyn AnomalyScorer>, DetectError> {
+    /// This detector's default settings with `seed`, checked: what every profile runs.
+    pub fn default_params(self, seed: u64) -> Result<Detector, DetectError> {
         Ok(match self {
-            DetectorKind::IsolationForest => Box::new(IsolationForest::new(seed).fit(x)?),
-            DetectorKind::OneClassSvm => Box::new(OneClassSvm::default().fit(x)?),
-            DetectorKind::Gmm => Box::new(Gmm::new(seed).fit(x)?),
-            DetectorKind::Lof => Box::new(Lof::default().fit(x)?),
-            DetectorKind::OriginDistance => Box::new(OriginDistance),
+            DetectorKind::IsolationForest => {
+                Detector::IsolationForest(IsolationForestParams::new(seed).check()?)
+            }
+            DetectorKind::OneClassSvm => {
+                Detector::OneClassSvm(OneClassSvmParams::default().check()?)
+            }
+            DetectorKind::Gmm => Detector::Gmm(GmmParams::new(seed).check()?),
+            DetectorKind::Lof => Detector::Lof(LofParams::default().check()?),
+            DetectorKind::OriginDistance => Detector::OriginDistance,
+        })
+    }
+}
+
+/// Any detector with its checked settings; serialised into every result record's config
+/// (and so into its hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detector {
+    IsolationForest(IsolationForestValidParams),
+    OneClassSvm(OneClassSvmValidParams),
+    Gmm(GmmValidParams),
+    Lof(LofValidParams),
+    OriginDistance,
+}
+
+impl Detector {
+    pub fn kind(&self) -> DetectorKind {
+        match self {
+            Detector::IsolationForest(_) => DetectorKind::IsolationForest,
+            Detector::OneClassSvm(_) => DetectorKind::OneClassSvm,
+            Detector::Gmm(_) => DetectorKind::Gmm,
+            Detector::Lof(_) => DetectorKind::Lof,
+            Detector::OriginDistance => DetectorKind::OriginDistance,
+        }
+    }
+
+    /// Fits on the normal samples `x`.
+    pub fn fit(&self, x: &Array2<f64>) -> Result<Box<dyn AnomalyScorer>, DetectError> {
+        Ok(match self {
+            Detector::IsolationForest(p) => Box::new(p.fit(x)?),
+            Detector::OneClassSvm(p) => Box::new(p.fit(x)?),
+            Detector::Gmm(p) => Box::new(p.fit(x)?),
+            Detector::Lof(p) => Box::new(p.fit(x)?),
+            Detector::OriginDistance => {
+                check_finite(x)?;
+                Box::new(OriginDistance)
+            }
         })
     }
 }

@@ -8,36 +8,69 @@ use linfa::dataset::{DatasetBase, Pr};
 use linfa::traits::Fit;
 use linfa_svm::Svm;
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use super::{check_dim, check_training, AnomalyScorer, DetectError};
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct OneClassSvm {
-    /// Upper bound on the fraction of training outliers (scikit-learn's nu).
-    pub nu: f64,
-    /// RBF width; `None` = scikit-learn's "scale".
-    pub gamma: Option<f64>,
+/// How the RBF width gamma is set.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Gamma {
+    /// scikit-learn's "scale": 1 / (n_features * Var(X)) of the training data.
+    Scale,
+    Fixed(f64),
 }
 
-impl Default for OneClassSvm {
+/// Checked one-class SVM settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OneClassSvmValidParams {
+    /// Upper bound on the fraction of training outliers (scikit-learn's nu).
+    nu: f64,
+    gamma: Gamma,
+}
+
+super::detector_params!(OneClassSvmParams, OneClassSvmValidParams, FittedOneClassSvm);
+
+impl Default for OneClassSvmParams {
+    /// nu = 0.1 (see the README's "where the paper is silent"), gamma "scale".
     fn default() -> Self {
-        OneClassSvm {
+        OneClassSvmParams(OneClassSvmValidParams {
             nu: 0.1,
-            gamma: None,
-        }
+            gamma: Gamma::Scale,
+        })
     }
 }
 
-impl OneClassSvm {
-    pub fn fit(&self, x: &Array2<f64>) -> Result<FittedOneClassSvm, DetectError> {
+impl OneClassSvmParams {
+    pub fn nu(mut self, nu: f64) -> Self {
+        self.0.nu = nu;
+        self
+    }
+
+    pub fn gamma(mut self, gamma: Gamma) -> Self {
+        self.0.gamma = gamma;
+        self
+    }
+}
+
+impl OneClassSvmValidParams {
+    fn validate(&self) -> Result<(), DetectError> {
         if !(self.nu > 0.0 && self.nu <= 1.0) {
             return Err(DetectError::InvalidParams("nu must be in (0, 1]".into()));
         }
+        if let Gamma::Fixed(g) = self.gamma {
+            if !(g > 0.0 && g.is_finite()) {
+                return Err(DetectError::InvalidParams("gamma must be > 0".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn fit(&self, x: &Array2<f64>) -> Result<FittedOneClassSvm, DetectError> {
         check_training(x, "one-class SVM", 2)?;
         let gamma = match self.gamma {
-            Some(g) if g > 0.0 && g.is_finite() => g,
-            Some(_) => return Err(DetectError::InvalidParams("gamma must be > 0".into())),
-            None => {
+            Gamma::Fixed(g) => g,
+            Gamma::Scale => {
                 let var = x.var(0.0);
                 if var > 0.0 {
                     1.0 / (x.ncols() as f64 * var)

@@ -4,6 +4,7 @@
 
 pub mod profile;
 pub mod runner;
+pub mod select;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -11,9 +12,10 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{CsvWriter, DataFrame, SerWriter};
 use serde::{Deserialize, Serialize};
 
-pub use profile::{Cell, Profile, Shard, StageId, TrainSpec, ValidProfile};
+pub use profile::{Cell, Profile, Shard, StageId, TrainOverride, TrainSpec, ValidProfile};
 pub use runner::{run_profile, RunOptions, RunSummary};
-pub use store::{read_records, Record, ResultStore};
+pub use select::{select, Ignored, Selection};
+pub use store::{read_failures, read_records, Failure, Record, ResultStore};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {
@@ -21,11 +23,14 @@ pub enum ExperimentError {
     Profile { path: PathBuf, message: String },
     #[error("bad shard {0:?}: expected K/N with 1 <= K <= N")]
     Shard(String),
-    #[error("{path}: {source}")]
+    // The io error is shown, not chained as a source, so `{:#}` prints it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
+    #[error("{dir} is in use by another eidn run ({holder}); wait for it to finish, or give this run another --results folder or --shard")]
+    Locked { dir: PathBuf, holder: String },
     #[error("{path} line {line}: not a result record: {message}")]
     BadRecord {
         path: PathBuf,
@@ -64,10 +69,10 @@ pub(crate) fn write_csv(path: &Path, df: &mut DataFrame) -> Result<(), Experimen
 }
 
 impl ExperimentError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: &Path, error: std::io::Error) -> Self {
         ExperimentError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     }
 }
@@ -89,15 +94,24 @@ pub struct RunMeta {
     pub cells_run: usize,
     pub records_written: usize,
     pub missing_data: Vec<String>,
+    /// Cells that could not run, with the reason.
+    #[serde(default)]
+    pub failed: Vec<(String, String)>,
+    /// The profile as it ran: the report counts only records this profile asks for.
+    #[serde(default)]
+    pub profile_spec: Option<Profile>,
+    #[serde(default)]
+    pub pid: u32,
 }
 
 impl RunMeta {
-    /// Writes `<results>/runs/<started>-<shard>.json` atomically.
+    /// Writes `<results>/runs/<started>-<shard>-<pid>.json` atomically (the pid keeps two
+    /// runs started in the same second apart).
     pub fn save(&self, results: &Path) -> Result<PathBuf, ExperimentError> {
         let dir = results.join("runs");
         std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
         let tag = self.shard.as_deref().unwrap_or("all").replace('/', "-of-");
-        let path = dir.join(format!("{}-{tag}.json", self.started_unix));
+        let path = dir.join(format!("{}-{tag}-{}.json", self.started_unix, self.pid));
         let json = serde_json::to_vec_pretty(self).expect("run meta serialises");
         write_atomic(&path, &json)?;
         Ok(path)

@@ -45,6 +45,33 @@ fn default_embed_dim() -> usize {
     2
 }
 
+/// A stage's `train` table: any field it sets replaces the profile's `[train]` value, the
+/// rest are inherited (not reset to the defaults).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOverride {
+    pub epochs: Option<usize>,
+    pub steps_per_epoch: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub margin: Option<f64>,
+    pub lr: Option<f64>,
+    pub embed_dim: Option<usize>,
+}
+
+impl TrainOverride {
+    /// `base` with this table's fields in place of its own.
+    pub fn apply(&self, base: &TrainSpec) -> TrainSpec {
+        TrainSpec {
+            epochs: self.epochs.unwrap_or(base.epochs),
+            steps_per_epoch: self.steps_per_epoch.unwrap_or(base.steps_per_epoch),
+            batch_size: self.batch_size.unwrap_or(base.batch_size),
+            margin: self.margin.unwrap_or(base.margin),
+            lr: self.lr.unwrap_or(base.lr),
+            embed_dim: self.embed_dim.unwrap_or(base.embed_dim),
+        }
+    }
+}
+
 impl TrainSpec {
     pub fn params(&self, seed: u64) -> EidnParams {
         EidnParams {
@@ -125,9 +152,18 @@ pub struct StageSpec {
     pub reducers: Vec<ReducerKind>,
     #[serde(default = "default_detectors")]
     pub detectors: Vec<DetectorKind>,
-    /// Overrides the profile's `[train]`.
+    /// Overrides some of the profile's `[train]` settings.
     #[serde(default)]
-    pub train: Option<TrainSpec>,
+    pub train: Option<TrainOverride>,
+}
+
+impl StageSpec {
+    /// This stage's training settings: the profile's, with the stage's overrides.
+    pub fn train_spec(&self, profile: &TrainSpec) -> TrainSpec {
+        self.train
+            .as_ref()
+            .map_or_else(|| profile.clone(), |o| o.apply(profile))
+    }
 }
 
 fn default_reducers() -> Vec<ReducerKind> {
@@ -198,7 +234,7 @@ impl Profile {
         profile.check(path)
     }
 
-    fn check(self, path: &Path) -> Result<ValidProfile, ExperimentError> {
+    pub fn check(self, path: &Path) -> Result<ValidProfile, ExperimentError> {
         let bad = |message: String| {
             Err(ExperimentError::Profile {
                 path: path.to_path_buf(),
@@ -224,8 +260,7 @@ impl Profile {
         }
         for (i, s) in self.stages.iter().enumerate() {
             let at = format!("stage {} ({})", i + 1, s.id.as_str());
-            let train = s.train.as_ref().unwrap_or(&self.train);
-            if let Err(e) = train.params(0).check() {
+            if let Err(e) = s.train_spec(&self.train).params(0).check() {
                 return bad(format!("{at}: {e}"));
             }
             if s.ratios.is_empty() || s.ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
@@ -267,17 +302,24 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// Folder-safe name, unique within a profile.
+    /// Folder-safe name that spells out every setting that changes the trained network
+    /// (protocol and training), so two cells share an id only when they would train the
+    /// same encoder.
     pub fn id(&self) -> String {
         let p = &self.protocol;
+        let t = &self.train;
         let mut id = format!(
-            "{}-c{}-r{}-s{}-t{}x{}",
+            "{}-c{}-r{}-s{}-e{}x{}-b{}-m{}-lr{}-l{}",
             p.dataset,
             p.normal_class,
             p.anomaly_ratio,
             p.seed,
-            self.train.steps(),
-            self.train.batch_size
+            t.epochs,
+            t.steps_per_epoch,
+            t.batch_size,
+            t.margin,
+            t.lr,
+            t.embed_dim
         );
         if let Some(k) = &p.train_anomaly_classes {
             id.push_str(&format!("-seen{}", join_classes(k)));
@@ -311,7 +353,7 @@ impl ValidProfile {
             .iter()
             .filter(|s| only.is_empty() || only.contains(&s.id))
         {
-            let train = s.train.clone().unwrap_or_else(|| self.train.clone());
+            let train = s.train_spec(&self.train);
             let classes = s.classes.clone().unwrap_or_else(|| match s.dataset {
                 DatasetName::Concrete => vec![0],
                 d => (0..class_count(d) as u8).collect(),
@@ -447,7 +489,7 @@ mod tests {
         assert_eq!(cells.len(), 8);
         let c0 = cells
             .iter()
-            .find(|c| c.id() == "mnist-c0-r0.05-s0-t5x4")
+            .find(|c| c.id() == "mnist-c0-r0.05-s0-e1x5-b4-m0.2-lr0.001-l2")
             .unwrap();
         assert_eq!(c0.methods.len(), 4);
         assert_eq!(c0.stages, vec![StageId::Fig5, StageId::Fig7]);
@@ -465,6 +507,66 @@ mod tests {
         assert!(err(&TINY.replace("ratios = [0.05, 0.01]", "ratios = []")).contains("ratios"));
         assert!(err(&TINY.replace("\"lof\"", "\"knn\"")).contains("x.toml"));
         assert!(err(&TINY.replace("batch_size = 4", "batch_size = 0")).contains("batch_size"));
+    }
+
+    /// Issue 10 item 1: stages that differ only in a training setting are different cells,
+    /// each with its own settings, and a stage's `train` table inherits what it leaves out.
+    #[test]
+    fn every_training_setting_is_part_of_the_cell() {
+        let base = r#"
+            name = "t"
+            description = "x"
+            seeds = [0]
+            [train]
+            epochs = 2
+            steps_per_epoch = 5
+            batch_size = 4
+            margin = 0.5
+            lr = 0.002
+            embed_dim = 3
+            [[stage]]
+            id = "table1"
+            dataset = "mnist"
+            classes = [0]
+            ratios = [0.05]
+        "#;
+        let p = Profile::parse(base, Path::new("t.toml")).unwrap();
+        let plain = p.cells(&[]);
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].train, p.train);
+        for (over, check) in [
+            (
+                "lr = 0.01",
+                Box::new(|t: &TrainSpec| t.lr == 0.01) as Box<dyn Fn(&TrainSpec) -> bool>,
+            ),
+            ("margin = 1.0", Box::new(|t: &TrainSpec| t.margin == 1.0)),
+            (
+                "embed_dim = 16",
+                Box::new(|t: &TrainSpec| t.embed_dim == 16),
+            ),
+            (
+                "epochs = 1\nsteps_per_epoch = 10",
+                Box::new(|t: &TrainSpec| t.epochs == 1),
+            ),
+        ] {
+            let text = format!(
+                "{base}\n[[stage]]\nid = \"fig5\"\ndataset = \"mnist\"\nclasses = [0]\nratios = [0.05]\n[stage.train]\n{over}\n"
+            );
+            let q = Profile::parse(&text, Path::new("t.toml")).unwrap();
+            let cells = q.cells(&[]);
+            assert_eq!(cells.len(), 2, "{over}: one cell per setting");
+            assert_ne!(cells[0].id(), cells[1].id(), "{over}");
+            let other = &cells[1];
+            assert!(check(&other.train), "{over}: {:?}", other.train);
+            // Inherited, not reset to the defaults.
+            assert_eq!(other.train.batch_size, 4, "{over}");
+            if !over.starts_with("margin") {
+                assert_eq!(other.train.margin, 0.5, "{over}");
+            }
+            if !over.starts_with("embed_dim") {
+                assert_eq!(other.train.embed_dim, 3, "{over}");
+            }
+        }
     }
 
     #[test]

@@ -10,19 +10,17 @@ use ndarray::Array2;
 use polars::prelude::{Column, DataFrame};
 
 use super::profile::{Cell, Shard, StageId, ValidProfile};
-use super::store::{config_hash, Record, ResultStore, RECORD_VERSION};
+use super::select::{method_settings, record_config};
+use super::store::{now_unix, Failure, Record, ResultStore};
 use super::ExperimentError;
 use crate::data::manifest::Manifest;
 use crate::data::protocol::{OneVsRest, Pools, TestSet};
-use crate::data::verify::{verify, Status};
+use crate::data::verify::verify;
 use crate::data::{load, Dataset, DatasetName, ImageSet};
-use crate::detect::DetectorKind;
+use crate::detect::Detector;
 use crate::metrics::{average_precision, roc_auc};
 use crate::model::{Eidn, TrainOptions};
-use crate::reduce::{EidnReducer, Lda, Pca, Reducer, ReducerKind};
-
-/// LDA's shrinkage in every profile (scikit-learn's eigen solver with a fixed alpha).
-pub const LDA_SHRINKAGE: f64 = 0.1;
+use crate::reduce::{EidnReducer, PcaParams, Reducer, ReducerKind, ReducerSettings};
 
 pub struct RunOptions {
     pub data_dir: PathBuf,
@@ -46,6 +44,8 @@ pub struct RunSummary {
     pub records_written: usize,
     /// Cells skipped because their dataset is not in the data directory (Concrete here).
     pub missing_data: Vec<String>,
+    /// Cells that could not run, with the reason; the grid went on without them.
+    pub failed: Vec<(String, String)>,
     pub wall_seconds: f64,
 }
 
@@ -78,21 +78,26 @@ pub fn run_profile(
             m.cells_run = summary.cells_run;
             m.records_written = summary.records_written;
             m.missing_data = summary.missing_data.clone();
+            m.failed = summary.failed.clone();
             m.save(store_dir)?;
         }
         Ok(())
     };
+    // Every dataset is checked before any work: only Concrete Cracks (which cannot be
+    // fetched unattended) may be missing, and its cells are skipped.
+    for cell in &cells {
+        let dataset = cell.protocol.dataset;
+        if data.status(dataset).is_none() && dataset != DatasetName::Concrete {
+            return Err(ExperimentError::MissingData {
+                dataset: dataset.to_string(),
+                dir: options.data_dir.clone(),
+            });
+        }
+    }
     save_meta(&summary)?;
     for (i, cell) in cells.iter().enumerate() {
         let at = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
-        let status = data.status(cell.protocol.dataset);
-        let Some(status) = status else {
-            if cell.protocol.dataset != DatasetName::Concrete {
-                return Err(ExperimentError::MissingData {
-                    dataset: cell.protocol.dataset.to_string(),
-                    dir: options.data_dir.clone(),
-                });
-            }
+        let Some(status) = data.status(cell.protocol.dataset) else {
             if options.verbose {
                 eprintln!(
                     "{at}: {} is not in the data directory; skipped",
@@ -102,17 +107,36 @@ pub fn run_profile(
             summary.missing_data.push(cell.id());
             continue;
         };
-        let todo: Vec<(ReducerKind, DetectorKind)> = cell
-            .methods
-            .iter()
-            .copied()
-            .filter(|&(r, d)| !store.has(&cell.id(), r, d, &record_config(cell, r, d, &status).1))
-            .collect();
-        if todo.is_empty() {
-            summary.cells_already_done += 1;
-            continue;
-        }
-        let written = run_cell(cell, &todo, &status, &mut data, store, options)?;
+        let outcome = plan_cell(cell, &status, store).and_then(|todo| {
+            if todo.is_empty() {
+                return Ok(None);
+            }
+            run_cell(cell, &todo, &status, &mut data, store, options).map(Some)
+        });
+        let written = match outcome {
+            Ok(None) => {
+                summary.cells_already_done += 1;
+                continue;
+            }
+            Ok(Some(written)) => written,
+            // The store itself failing is the end of the run; anything else is this cell's
+            // problem: noted, and the grid goes on.
+            Err(e @ (ExperimentError::Io { .. } | ExperimentError::Locked { .. })) => {
+                return Err(e)
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                eprintln!("{at}: FAILED: {reason}");
+                store.append_failure(&Failure {
+                    cell: cell.id(),
+                    reason: reason.clone(),
+                    written_unix: now_unix(),
+                })?;
+                summary.failed.push((cell.id(), reason));
+                save_meta(&summary)?;
+                continue;
+            }
+        };
         summary.cells_run += 1;
         summary.records_written += written.len();
         if options.verbose {
@@ -136,34 +160,24 @@ pub fn run_profile(
     Ok(summary)
 }
 
-/// The config a record's hash covers, and the hash.
-fn record_config(
-    cell: &Cell,
-    reducer: ReducerKind,
-    detector: DetectorKind,
-    data_status: &str,
-) -> (serde_json::Value, String) {
-    let reducer_params = match reducer {
-        ReducerKind::Eidn => serde_json::json!({}),
-        ReducerKind::Pca => serde_json::json!({ "n_components": cell.train.embed_dim }),
-        ReducerKind::Lda => serde_json::json!({ "shrinkage": LDA_SHRINKAGE }),
-    };
-    let config = serde_json::json!({
-        "version": RECORD_VERSION,
-        "protocol": cell.protocol,
-        "train": cell.train,
-        "reducer": reducer,
-        "reducer_params": reducer_params,
-        "detector": detector,
-        "data": data_status,
-    });
-    let hash = config_hash(&config);
-    (config, hash)
+/// The methods of `cell` that the store lacks, with their checked settings.
+type Todo = Vec<(ReducerSettings, Detector)>;
+
+fn plan_cell(cell: &Cell, status: &str, store: &ResultStore) -> Result<Todo, ExperimentError> {
+    let mut todo = Vec::new();
+    for &(r, d) in &cell.methods {
+        let (reducer, detector) = method_settings(cell, r, d)?;
+        let (_, hash) = record_config(cell, &reducer, &detector, Some(status));
+        if !store.has(&cell.id(), r, d, &hash) {
+            todo.push((reducer, detector));
+        }
+    }
+    Ok(todo)
 }
 
 fn run_cell(
     cell: &Cell,
-    todo: &[(ReducerKind, DetectorKind)],
+    todo: &[(ReducerSettings, Detector)],
     status: &str,
     data: &mut DataCache,
     store: &mut ResultStore,
@@ -174,33 +188,40 @@ fn run_cell(
     let pools = protocol.pools(dataset)?;
     let test = protocol.test_set(dataset)?;
     let encoder = if cell.needs_encoder() {
-        Some(encoder_for(cell, &pools, store.dir(), &options.device)?)
+        Some(encoder_for(
+            cell,
+            &pools,
+            status,
+            store.dir(),
+            &options.device,
+        )?)
     } else {
         None
     };
-    let mut reducers: Vec<ReducerKind> = todo.iter().map(|(r, _)| *r).collect();
-    reducers.sort_unstable();
-    reducers.dedup();
+    // Each reducer is fitted once, whatever the order of the methods.
+    let mut reducers: Vec<&ReducerSettings> = Vec::new();
+    for (r, _) in todo {
+        if !reducers.contains(&r) {
+            reducers.push(r);
+        }
+    }
+    reducers.sort_by_key(|r| r.kind());
     let mut written = Vec::new();
-    for reducer in reducers {
+    for settings in reducers {
+        let reducer = settings.kind();
         let fit_start = Instant::now();
-        let fitted: Box<dyn Reducer + '_> = match reducer {
-            ReducerKind::Eidn => Box::new(EidnReducer(encoder.as_ref().expect("trained above"))),
-            ReducerKind::Pca => Box::new(
-                Pca {
-                    n_components: cell.train.embed_dim,
-                }
-                .fit(&both_pools(&pools))?,
-            ),
-            ReducerKind::Lda => {
+        let fitted: Box<dyn Reducer + '_> = match (settings, &encoder) {
+            (ReducerSettings::Eidn, Some(model)) => Box::new(EidnReducer(model)),
+            (ReducerSettings::Eidn, None) => {
+                return Err(ExperimentError::Cell {
+                    cell: cell.id(),
+                    message: "an EIDN method without a trained encoder".into(),
+                })
+            }
+            (ReducerSettings::Pca(p), _) => Box::new(p.fit(&both_pools(&pools))?),
+            (ReducerSettings::Lda(p), _) => {
                 let (images, y) = labelled_pools(&pools);
-                Box::new(
-                    Lda {
-                        shrinkage: LDA_SHRINKAGE,
-                        n_components: None,
-                    }
-                    .fit(&images, &y)?,
-                )
+                Box::new(p.fit(&images, &y)?)
             }
         };
         let train_seconds = match (reducer, &encoder) {
@@ -220,10 +241,10 @@ fn run_cell(
                 store.dir(),
             )?;
         }
-        for &(r, detector) in todo.iter().filter(|(r, _)| *r == reducer) {
+        for (_, detector) in todo.iter().filter(|(r, _)| r == settings) {
             let record = detect_and_score(
                 cell,
-                r,
+                settings,
                 detector,
                 &normal,
                 &test_z,
@@ -242,8 +263,8 @@ fn run_cell(
 #[allow(clippy::too_many_arguments)]
 fn detect_and_score(
     cell: &Cell,
-    reducer: ReducerKind,
-    detector: DetectorKind,
+    reducer_settings: &ReducerSettings,
+    detector_settings: &Detector,
     normal: &Array2<f64>,
     test_z: &Array2<f64>,
     test: &TestSet,
@@ -252,19 +273,21 @@ fn detect_and_score(
     embed_seconds: f64,
 ) -> Result<Record, ExperimentError> {
     let protocol = &cell.protocol;
+    let (reducer, detector) = (reducer_settings.kind(), detector_settings.kind());
     let at = |e: crate::detect::DetectError| ExperimentError::Cell {
         cell: format!("{} {}/{}", cell.id(), reducer.as_str(), detector.as_str()),
         message: e.to_string(),
     };
     let fit_start = Instant::now();
-    let scorer = detector.fit(normal, protocol.seed).map_err(at)?;
+    let scorer = detector_settings.fit(normal).map_err(at)?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
     let score_start = Instant::now();
     let scores = scorer.score(test_z).map_err(at)?;
     let score_seconds = embed_seconds + score_start.elapsed().as_secs_f64();
     let auc = roc_auc(&scores, &test.is_anomaly)?;
     let ap = average_precision(&scores, &test.is_anomaly)?;
-    let (config, config_hash) = record_config(cell, reducer, detector, status);
+    let (config, config_hash) =
+        record_config(cell, reducer_settings, detector_settings, Some(status));
     Ok(Record {
         cell: cell.id(),
         config_hash,
@@ -285,6 +308,7 @@ fn detect_and_score(
         n_test_anomalies: test.is_anomaly.iter().filter(|&&a| a).count(),
         data: status.to_string(),
         config,
+        written_unix: now_unix(),
     })
 }
 
@@ -296,11 +320,12 @@ pub fn protocol_name(p: &OneVsRest) -> &'static str {
     }
 }
 
-/// The cell's saved encoder when it was trained with the same settings, else a new one
-/// (saved before it is used, so a later crash does not lose it).
+/// The cell's saved encoder when it was trained with the same settings on the same copy of
+/// the data, else a new one (saved before it is used, so a later crash does not lose it).
 fn encoder_for(
     cell: &Cell,
     pools: &Pools,
+    data_status: &str,
     results: &Path,
     device: &Device,
 ) -> Result<Eidn, ExperimentError> {
@@ -310,6 +335,7 @@ fn encoder_for(
         if let Ok(model) = Eidn::load(&dir, device) {
             if model.config.params == params
                 && model.config.protocol.as_ref() == Some(&cell.protocol)
+                && model.config.data.as_deref() == Some(data_status)
             {
                 return Ok(model);
             }
@@ -319,6 +345,7 @@ fn encoder_for(
         progress: false,
         protocol: Some(cell.protocol.clone()),
         reference_ops: false,
+        data: Some(data_status.to_string()),
     };
     let model = params.check()?.fit(pools, device, &options)?;
     model.save(&dir)?;
@@ -352,9 +379,7 @@ fn write_fig6_points(
     let p = &cell.protocol;
     let test = &dataset.test;
     let eidn = EidnReducer(model).transform(test)?;
-    let pca = Pca { n_components: 2 }
-        .fit(&both_pools(pools))?
-        .transform(test)?;
+    let pca = PcaParams::new(2).fit(&both_pools(pools))?.transform(test)?;
     let group: Vec<&str> = test
         .labels
         .iter()
@@ -415,15 +440,12 @@ impl DataCache {
             .entry(name)
             .or_insert_with(|| {
                 let report = verify(name, &dir, &Manifest::builtin());
-                match report.status {
-                    Status::Exact => Some("exact".into()),
-                    Status::Variant => Some(format!(
-                        "variant {}",
-                        report.variant.as_deref().unwrap_or("?")
-                    )),
-                    Status::Unverified => Some("unverified".into()),
-                    Status::Missing | Status::Corrupt => None,
-                }
+                // A checksum mismatch is not the data the tables are about: not used here.
+                report
+                    .status
+                    .usable()
+                    .then(|| report.status.label(report.variant.as_deref()))
+                    .flatten()
             })
             .clone()
     }

@@ -4,7 +4,7 @@
 //! them too: `pl.read_ndjson`).
 
 use std::collections::HashSet;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,9 @@ use crate::detect::DetectorKind;
 use crate::reduce::ReducerKind;
 
 /// Bumped when a change to the harness makes old records incomparable; part of every hash.
-pub const RECORD_VERSION: u32 = 1;
+/// Version 2: cells name every training setting, configs hold the checked reducer and
+/// detector settings.
+pub const RECORD_VERSION: u32 = 2;
 
 /// One result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,15 +51,51 @@ pub struct Record {
     pub data: String,
     /// Everything that determines the result.
     pub config: serde_json::Value,
+    /// When the record was written (seconds since 1970): the newest of two records of the
+    /// same cell and method is the one that counts.
+    #[serde(default)]
+    pub written_unix: u64,
+}
+
+impl Record {
+    /// AUC and AP are probabilities: anything else in a results file is damage, not a result.
+    fn check(&self) -> Result<(), String> {
+        for (name, v) in [("auc", self.auc), ("ap", self.ap)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("{name} {v} is not in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A cell that could not run (too few anomalies, bad data, a diverged network): kept in
+/// `failures*.jsonl` so the report and the next run can name it. Failed cells are retried.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    pub cell: String,
+    pub reason: String,
+    pub written_unix: u64,
+}
+
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Stable hash of a config value: keys are sorted first, so the hash does not depend on
 /// field order (or on whether some dependency turns on serde_json's `preserve_order`).
 pub fn config_hash(config: &serde_json::Value) -> String {
+    let digest = Sha256::digest(canonical_json(config).as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// JSON text with object keys sorted at every level: equal configs give equal text.
+pub fn canonical_json(config: &serde_json::Value) -> String {
     let mut text = String::new();
     canonical(config, &mut text);
-    let digest = Sha256::digest(text.as_bytes());
-    hex::encode(&digest[..8])
+    text
 }
 
 fn canonical(v: &serde_json::Value, out: &mut String) {
@@ -94,30 +132,46 @@ fn canonical(v: &serde_json::Value, out: &mut String) {
 pub struct ResultStore {
     dir: PathBuf,
     file: PathBuf,
+    failures: PathBuf,
     records: Vec<Record>,
     done: HashSet<(String, String)>,
+    /// flock(2) locks held while the store is open (see [`lock`]).
+    _locks: Vec<File>,
 }
 
 impl ResultStore {
     /// Opens `dir` (created if missing), reading every `records*.jsonl` in it; this run will
     /// append to `records.jsonl`, or `records-<shard>.jsonl`.
+    ///
+    /// Two runs never write one folder's cells at once: an unsharded run holds the folder's
+    /// lock exclusively; a shard holds it shared, plus its own shard's lock exclusively.
     pub fn open(dir: &Path, shard: Option<&str>) -> Result<ResultStore, ExperimentError> {
         std::fs::create_dir_all(dir).map_err(|e| ExperimentError::io(dir, e))?;
-        let file = dir.join(match shard {
-            Some(tag) => format!("records-{tag}.jsonl"),
-            None => "records.jsonl".to_string(),
-        });
+        let mut locks = vec![lock(&dir.join(".lock"), shard.is_none())?];
+        if let Some(tag) = shard {
+            locks.push(lock(&dir.join(format!(".lock-{tag}")), true)?);
+        }
+        let (file, failures) = match shard {
+            Some(tag) => (
+                dir.join(format!("records-{tag}.jsonl")),
+                dir.join(format!("failures-{tag}.jsonl")),
+            ),
+            None => (dir.join("records.jsonl"), dir.join("failures.jsonl")),
+        };
         let records = read_records(dir)?;
         repair_torn_tail(&file)?;
         let done = records
             .iter()
             .map(|r| (record_key(r), r.config_hash.clone()))
             .collect();
+        repair_torn_tail(&failures)?;
         Ok(ResultStore {
             dir: dir.to_path_buf(),
             file,
+            failures,
             records,
             done,
+            _locks: locks,
         })
     }
 
@@ -143,21 +197,94 @@ impl ResultStore {
 
     /// Appends one record as a single write followed by a sync.
     pub fn append(&mut self, record: Record) -> Result<(), ExperimentError> {
-        let mut line = serde_json::to_string(&record).expect("a record serialises");
-        line.push('\n');
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.file)
-            .map_err(|e| ExperimentError::io(&self.file, e))?;
-        f.write_all(line.as_bytes())
-            .and_then(|_| f.sync_data())
-            .map_err(|e| ExperimentError::io(&self.file, e))?;
+        append_line(&self.file, &record)?;
         self.done
             .insert((record_key(&record), record.config_hash.clone()));
         self.records.push(record);
         Ok(())
     }
+
+    /// Notes a cell that could not run.
+    pub fn append_failure(&mut self, failure: &Failure) -> Result<(), ExperimentError> {
+        append_line(&self.failures, failure)
+    }
+}
+
+/// One JSON line, written with a single write and synced.
+fn append_line(path: &Path, value: &impl Serialize) -> Result<(), ExperimentError> {
+    let mut line = serde_json::to_string(value).expect("records serialise");
+    line.push('\n');
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ExperimentError::io(path, e))?;
+    f.write_all(line.as_bytes())
+        .and_then(|_| f.sync_data())
+        .map_err(|e| ExperimentError::io(path, e))
+}
+
+/// Takes an flock(2) lock on `path` (created if missing) without waiting; the lock lasts as
+/// long as the returned file is open, and the kernel drops it when the process dies.
+fn lock(path: &Path, exclusive: bool) -> Result<File, ExperimentError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| ExperimentError::io(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mode = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        // SAFETY: flock on a file descriptor this function owns; no memory is shared.
+        if unsafe { libc::flock(f.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
+            let holder = std::fs::read_to_string(path).unwrap_or_default();
+            return Err(ExperimentError::Locked {
+                dir: path.parent().unwrap_or(path).to_path_buf(),
+                holder: holder.trim().to_string(),
+            });
+        }
+        if exclusive {
+            let _ = f.set_len(0);
+            let _ = (&f).write_all(format!("pid {}", std::process::id()).as_bytes());
+        }
+    }
+    Ok(f)
+}
+
+/// Every failure noted in `dir` (all shards), oldest first; unreadable lines are skipped
+/// (they describe failures, not results).
+pub fn read_failures(dir: &Path) -> Vec<Failure> {
+    let mut out = Vec::new();
+    for path in jsonl_files(dir, "failures") {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
+    }
+    out.sort_by_key(|f: &Failure| f.written_unix);
+    out
+}
+
+/// `<prefix>*.jsonl` in `dir`, sorted by name.
+fn jsonl_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
 }
 
 /// Cuts a record torn by a kill off the end of this run's own file, so the next append
@@ -194,19 +321,12 @@ fn record_key(r: &Record) -> String {
 /// line is an error naming the file and line. A record repeated (same key and hash, e.g. two
 /// shards that overlapped) is kept once.
 pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("records") && n.ends_with(".jsonl"))
-            })
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(ExperimentError::io(dir, e)),
-    };
-    files.sort();
+    if let Err(e) = std::fs::read_dir(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(ExperimentError::io(dir, e));
+        }
+    }
+    let files = jsonl_files(dir, "records");
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for path in files {
@@ -217,7 +337,10 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Record>(line) {
+            let parsed = serde_json::from_str::<Record>(line)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check().map(|_| r));
+            match parsed {
                 Ok(r) => {
                     if seen.insert((record_key(&r), r.config_hash.clone())) {
                         out.push(r);
@@ -230,11 +353,11 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
                         i + 1
                     );
                 }
-                Err(e) => {
+                Err(message) => {
                     return Err(ExperimentError::BadRecord {
                         path: path.clone(),
                         line: i + 1,
-                        message: e.to_string(),
+                        message,
                     })
                 }
             }
@@ -269,6 +392,7 @@ mod tests {
             n_test_anomalies: 9,
             data: "exact".into(),
             config,
+            written_unix: 0,
         }
     }
 
@@ -313,6 +437,43 @@ mod tests {
             err.contains("records-1-of-2.jsonl") && err.contains("line 2"),
             "{err}"
         );
+    }
+
+    /// Issue 10 item 4: an AUC outside [0, 1] in a results file is an error naming the line.
+    #[test]
+    fn out_of_range_aucs_are_errors() {
+        for bad in [5.0, -3.0, f64::NAN] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut r = record("a", 0.9);
+            r.auc = bad;
+            // serde_json writes NaN as null: that too must not read as a result.
+            let line = serde_json::to_string(&r).unwrap();
+            std::fs::write(dir.path().join("records.jsonl"), format!("{line}\n")).unwrap();
+            let err = read_records(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("records.jsonl") && err.contains("line 1"),
+                "{bad}: {err}"
+            );
+        }
+    }
+
+    /// Issue 10 item 8: a second run on the same folder (or shard) is refused while the first
+    /// holds it; shards of one folder run side by side; the lock goes with the store.
+    #[test]
+    fn one_writer_per_folder_or_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ResultStore::open(dir.path(), None).unwrap();
+        let err = ResultStore::open(dir.path(), None).err().unwrap();
+        assert!(matches!(err, ExperimentError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("another eidn run"), "{err}");
+        assert!(ResultStore::open(dir.path(), Some("1-of-2")).is_err());
+        drop(first);
+        let a = ResultStore::open(dir.path(), Some("1-of-2")).unwrap();
+        let b = ResultStore::open(dir.path(), Some("2-of-2")).unwrap();
+        assert!(ResultStore::open(dir.path(), Some("2-of-2")).is_err());
+        assert!(ResultStore::open(dir.path(), None).is_err());
+        drop((a, b));
+        assert!(ResultStore::open(dir.path(), None).is_ok());
     }
 
     #[test]

@@ -54,6 +54,24 @@ impl EncoderConfig {
         Some((h, w))
     }
 
+    /// Values held per image in one forward pass (input and every layer's output), saturating:
+    /// sizes a training step's memory before anything is allocated.
+    pub fn activation_values(&self) -> u64 {
+        let [c, h, w] = self.input.map(|v| v as u64);
+        let (h1, w1) = (h.saturating_sub(2), w.saturating_sub(2));
+        let (h2, w2) = ((h1 / 2).saturating_sub(2), (w1 / 2).saturating_sub(2));
+        let conv1 = self.conv1 as u64;
+        let conv2 = self.conv2 as u64;
+        [
+            c.saturating_mul(h).saturating_mul(w),
+            conv1.saturating_mul(h1).saturating_mul(w1),
+            conv2.saturating_mul(h2).saturating_mul(w2),
+            (self.hidden + self.embed_dim) as u64,
+        ]
+        .iter()
+        .fold(0u64, |a, &b| a.saturating_add(b))
+    }
+
     /// Multiply-adds of one forward pass of one image (for FLOP counts in benches).
     pub fn forward_macs(&self) -> u64 {
         let [c, h, w] = self.input;

@@ -41,11 +41,11 @@ pub enum ModelError {
     },
     #[error("images are {got:?} but the model takes {want:?}")]
     InputShape { got: [usize; 3], want: [usize; 3] },
-    #[error("{path}: {source}")]
+    // Shown, not chained as a source, so `{:#}` prints it once.
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     BadModelFile { path: PathBuf, message: String },
@@ -85,20 +85,51 @@ impl Default for EidnParams {
 #[derive(Clone, Debug, PartialEq)]
 pub struct EidnValidParams(EidnParams);
 
+/// Sane bounds, checked before anything is allocated: past them a run is a typo (an lr of
+/// 1e30 trains to chance without a word; 2^64 epochs overflow the loss log).
+pub const MAX_STEPS: usize = 100_000_000;
+pub const MAX_BATCH_SIZE: usize = 65_536;
+pub const MAX_EMBED_DIM: usize = 4_096;
+pub const MAX_LR: f64 = 1.0;
+pub const MAX_MARGIN: f64 = 1_000.0;
+/// A training step that would need more memory than this is refused up front.
+pub const MAX_STEP_BYTES: u64 = 16 << 30;
+
 impl EidnParams {
     pub fn check(self) -> Result<EidnValidParams, ModelError> {
-        let bad = |m: &str| Err(ModelError::InvalidParams(m.to_string()));
-        if self.embed_dim == 0 {
-            return bad("embed_dim must be >= 1");
+        let bad = |m: String| Err(ModelError::InvalidParams(m));
+        if !(1..=MAX_EMBED_DIM).contains(&self.embed_dim) {
+            return bad(format!(
+                "embed_dim {} must be in 1..={MAX_EMBED_DIM}",
+                self.embed_dim
+            ));
         }
-        if !(self.margin.is_finite() && self.margin > 0.0) {
-            return bad("margin must be > 0");
+        if !(self.margin.is_finite() && self.margin > 0.0 && self.margin <= MAX_MARGIN) {
+            return bad(format!(
+                "margin {} must be in (0, {MAX_MARGIN}]",
+                self.margin
+            ));
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad("lr must be > 0");
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            return bad(format!("lr {} must be in (0, {MAX_LR}]", self.lr));
         }
         if self.epochs == 0 || self.steps_per_epoch == 0 || self.batch_size == 0 {
-            return bad("epochs, steps_per_epoch and batch_size must be >= 1");
+            return bad("epochs, steps_per_epoch and batch_size must be >= 1".into());
+        }
+        if self.batch_size > MAX_BATCH_SIZE {
+            return bad(format!(
+                "batch_size {} must be at most {MAX_BATCH_SIZE}",
+                self.batch_size
+            ));
+        }
+        match self.epochs.checked_mul(self.steps_per_epoch) {
+            Some(steps) if steps <= MAX_STEPS => {}
+            _ => {
+                return bad(format!(
+                    "epochs x steps_per_epoch ({} x {}) must be at most {MAX_STEPS} steps",
+                    self.epochs, self.steps_per_epoch
+                ))
+            }
         }
         Ok(EidnValidParams(self))
     }
@@ -117,6 +148,10 @@ pub struct EidnConfig {
     pub train_seconds: f64,
     /// Mean loss per triplet of each epoch.
     pub epoch_loss: Vec<f64>,
+    /// The training data copy's verification status ("exact", "variant jpeg-q75",
+    /// "unverified", "checksum mismatch"); absent for pools built by hand.
+    #[serde(default)]
+    pub data: Option<String>,
 }
 
 /// A trained EIDN encoder.
@@ -135,6 +170,8 @@ pub struct TrainOptions {
     /// Train the conv blocks with candle's own ops even on CPU (slower; the reference the
     /// fast path is checked against).
     pub reference_ops: bool,
+    /// The data copy's verification status, recorded in `eidn.json`.
+    pub data: Option<String>,
 }
 
 impl EidnValidParams {
@@ -154,7 +191,7 @@ impl EidnValidParams {
         let total = p.epochs * p.steps_per_epoch;
         let bar = progress_bar(options.progress, total as u64);
         let start = Instant::now();
-        let mut epoch_loss = Vec::with_capacity(p.epochs);
+        let mut epoch_loss = Vec::new();
         for epoch in 0..p.epochs {
             let mut sum = 0.0f64;
             for step in 0..p.steps_per_epoch {
@@ -202,6 +239,7 @@ impl EidnValidParams {
                 steps: total,
                 train_seconds: start.elapsed().as_secs_f64(),
                 epoch_loss,
+                data: options.data.clone(),
             },
         })
     }
@@ -252,6 +290,20 @@ impl Trainer {
             });
         }
         let config = EncoderConfig::new(input, p.embed_dim);
+        // Activations, their gradients and the unrolled conv inputs: about 4 copies.
+        let step_bytes = config
+            .activation_values()
+            .saturating_mul(2 * p.batch_size as u64)
+            .saturating_mul(4 * 4);
+        if step_bytes > MAX_STEP_BYTES {
+            return Err(ModelError::InvalidParams(format!(
+                "a training step of {} triplets of {input:?} images would need about {} GiB \
+                 (limit {} GiB); lower the batch size",
+                p.batch_size,
+                step_bytes >> 30,
+                MAX_STEP_BYTES >> 30
+            )));
+        }
         let varmap = VarMap::new();
         let use_fast = use_fast && fast::enabled(device);
         let encoder = Encoder::with_path(&config, &varmap, device, p.seed, use_fast)?;
@@ -427,7 +479,7 @@ impl Eidn {
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| ModelError::Io { path, source }
+            move |error| ModelError::Io { path, error }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let weights = dir.join(WEIGHTS_FILE);
@@ -445,9 +497,9 @@ impl Eidn {
     /// Loads a model saved by [`Eidn::save`] onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Eidn, ModelError> {
         let config_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(&config_path).map_err(|error| ModelError::Io {
             path: config_path.clone(),
-            source,
+            error,
         })?;
         let config: EidnConfig =
             serde_json::from_str(&text).map_err(|e| ModelError::BadModelFile {

@@ -14,29 +14,71 @@
 //! as scikit-learn's eigen solver does.
 
 use faer::{Mat, Side};
+use linfa::ParamGuard;
 use ndarray::Array2;
+use serde::{Deserialize, Serialize};
 
 use super::{flatten, ReduceError, Reducer};
 use crate::data::ImageSet;
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct Lda {
+/// Checked LDA settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LdaValidParams {
     /// Shrinkage alpha in [0, 1].
-    pub shrinkage: f64,
+    shrinkage: f64,
     /// Components kept; `None` = C - 1.
-    pub n_components: Option<usize>,
+    n_components: Option<usize>,
 }
 
-impl Default for Lda {
+crate::checked_params!(LdaParams, LdaValidParams, ReduceError);
+
+impl Default for LdaParams {
+    /// Shrinkage 0.1, C - 1 components.
     fn default() -> Self {
-        Lda {
+        LdaParams(LdaValidParams {
             shrinkage: 0.1,
             n_components: None,
-        }
+        })
     }
 }
 
-impl Lda {
+impl LdaParams {
+    pub fn shrinkage(mut self, alpha: f64) -> Self {
+        self.0.shrinkage = alpha;
+        self
+    }
+
+    pub fn n_components(mut self, m: Option<usize>) -> Self {
+        self.0.n_components = m;
+        self
+    }
+
+    /// Checks, then fits on images with class labels `y` (0..C).
+    pub fn fit(&self, images: &ImageSet, y: &[usize]) -> Result<FittedLda, ReduceError> {
+        self.check_ref()?.fit(images, y)
+    }
+
+    /// Checks, then fits on the rows of `x` with labels `y`.
+    pub fn fit_matrix(&self, x: &Array2<f64>, y: &[usize]) -> Result<FittedLda, ReduceError> {
+        self.check_ref()?.fit_matrix(x, y)
+    }
+}
+
+impl LdaValidParams {
+    fn validate(&self) -> Result<(), ReduceError> {
+        if !(0.0..=1.0).contains(&self.shrinkage) {
+            return Err(ReduceError::InvalidParams(
+                "shrinkage must be in [0, 1]".into(),
+            ));
+        }
+        if self.n_components == Some(0) {
+            return Err(ReduceError::InvalidParams(
+                "LDA needs at least one component".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Fits on images with class labels `y` (0..C).
     pub fn fit(&self, images: &ImageSet, y: &[usize]) -> Result<FittedLda, ReduceError> {
         self.fit_matrix(&flatten(images), y)
@@ -47,11 +89,6 @@ impl Lda {
         let (n, d) = (x.nrows(), x.ncols());
         if y.len() != n {
             return Err(ReduceError::Labels(y.len(), n));
-        }
-        if !(0.0..=1.0).contains(&self.shrinkage) {
-            return Err(ReduceError::InvalidParams(
-                "shrinkage must be in [0, 1]".into(),
-            ));
         }
         let classes = y.iter().max().map_or(0, |m| m + 1);
         let counts: Vec<usize> = (0..classes)

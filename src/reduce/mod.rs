@@ -3,14 +3,15 @@
 //! `n x dim` matrix.
 //!
 //! - [`EidnReducer`]: a trained EIDN encoder, f(x).
-//! - [`Pca`]: linfa-reduction's PCA of the flattened pixels.
-//! - [`Lda`]: Fisher LDA with shrinkage, written here (linfa has none), solved as a
+//! - [`PcaParams`]: linfa-reduction's PCA of the flattened pixels.
+//! - [`LdaParams`]: Fisher LDA with shrinkage, written here (linfa has none), solved as a
 //!   symmetric generalised eigenproblem with faer.
 
 mod lda;
 
 use linfa::dataset::DatasetBase;
 use linfa::traits::{Fit, Predict};
+use linfa::ParamGuard;
 use linfa_reduction::Pca as LinfaPca;
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageSet;
 use crate::model::{Eidn, ModelError};
 
-pub use lda::{FittedLda, Lda};
+pub use lda::{FittedLda, LdaParams, LdaValidParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReduceError {
@@ -103,16 +104,39 @@ impl Reducer for EidnReducer<'_> {
     }
 }
 
-/// Principal component analysis to `n_components` dimensions (no whitening).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Pca {
-    pub n_components: usize,
+/// Checked PCA settings: `n_components` dimensions, no whitening.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PcaValidParams {
+    n_components: usize,
 }
 
-impl Pca {
+crate::checked_params!(PcaParams, PcaValidParams, ReduceError);
+
+impl PcaParams {
+    pub fn new(n_components: usize) -> Self {
+        PcaParams(PcaValidParams { n_components })
+    }
+
+    /// Checks, then fits.
+    pub fn fit(&self, images: &ImageSet) -> Result<FittedPca, ReduceError> {
+        self.check_ref()?.fit(images)
+    }
+}
+
+impl PcaValidParams {
+    fn validate(&self) -> Result<(), ReduceError> {
+        if self.n_components == 0 || self.n_components > 4096 {
+            return Err(ReduceError::InvalidParams(format!(
+                "PCA to {} components: must be in 1..=4096",
+                self.n_components
+            )));
+        }
+        Ok(())
+    }
+
     pub fn fit(&self, images: &ImageSet) -> Result<FittedPca, ReduceError> {
         let x = flatten(images);
-        if self.n_components == 0 || self.n_components > x.ncols().min(x.nrows()) {
+        if self.n_components > x.ncols().min(x.nrows()) {
             return Err(ReduceError::InvalidParams(format!(
                 "PCA to {} components from {} x {}",
                 self.n_components,
@@ -132,6 +156,26 @@ impl Pca {
             input: images.image_len(),
             dim: self.n_components,
         })
+    }
+}
+
+/// Any reducer with its checked settings; serialised into every result record's config.
+/// EIDN's settings are the cell's training settings, recorded beside it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReducerSettings {
+    Eidn,
+    Pca(PcaValidParams),
+    Lda(LdaValidParams),
+}
+
+impl ReducerSettings {
+    pub fn kind(&self) -> ReducerKind {
+        match self {
+            ReducerSettings::Eidn => ReducerKind::Eidn,
+            ReducerSettings::Pca(_) => ReducerKind::Pca,
+            ReducerSettings::Lda(_) => ReducerKind::Lda,
+        }
     }
 }
 

@@ -14,7 +14,10 @@ use serde::Deserialize;
 
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
-use crate::experiment::{read_records, write_atomic, write_csv, ExperimentError, Record, RunMeta};
+use crate::experiment::{
+    read_failures, read_records, select, write_atomic, write_csv, ExperimentError, Failure, Record,
+    RunMeta, Selection, StageId, ValidProfile,
+};
 use crate::reduce::ReducerKind;
 use plot::{BarPanel, Line, Points};
 
@@ -113,11 +116,6 @@ fn dataset_label(d: DatasetName) -> &'static str {
         DatasetName::Cifar10 => "CIFAR-10",
         DatasetName::Concrete => "Concrete Cracks",
     }
-}
-
-/// Fig 7's records: one-vs-rest with EIDN trained at 5 % anomalies (as in the paper).
-fn in_fig7(r: &Record) -> bool {
-    r.protocol == "one-vs-rest" && same_ratio(r.anomaly_ratio, 0.05)
 }
 
 /// Records of EIDN's own score (encoder + distance from the origin).
@@ -272,10 +270,39 @@ type Fig5Point = (f64, Option<Stat>, usize, usize);
 /// Everything a report shows, gathered from one results folder.
 pub struct Report {
     pub results: PathBuf,
+    /// The records that count (see `experiment::select`).
     pub records: Vec<Record>,
+    pub selection: Selection,
+    pub profile: ValidProfile,
+    /// Cells that failed and have no result since.
+    pub failures: Vec<Failure>,
     pub runs: Vec<RunMeta>,
     pub published: Published,
     pub fig6: Option<Fig6>,
+}
+
+/// The profile whose records count: `profile` when given, else the newest run's.
+pub fn current_profile(
+    results: &Path,
+    runs: &[RunMeta],
+    profile: Option<ValidProfile>,
+) -> Result<ValidProfile, ExperimentError> {
+    if let Some(p) = profile {
+        return Ok(p);
+    }
+    let newest = runs
+        .iter()
+        .filter(|r| r.profile_spec.is_some())
+        .max_by_key(|r| r.started_unix);
+    match newest.and_then(|r| r.profile_spec.clone()) {
+        Some(spec) => spec.check(&results.join("runs")),
+        None => Err(ExperimentError::Profile {
+            path: results.join("runs"),
+            message: "no run here records its profile (written by an older eidn?), so it is \
+                      unknown which records are current: pass --profile"
+                .into(),
+        }),
+    }
 }
 
 const FIG7_DETECTORS: [DetectorKind; 5] = [
@@ -287,15 +314,23 @@ const FIG7_DETECTORS: [DetectorKind; 5] = [
 ];
 
 impl Report {
-    pub fn build(results: &Path) -> Result<Report, ExperimentError> {
+    /// Gathers the report of `results`; `profile` names the current configuration (default:
+    /// the newest run's profile).
+    pub fn build(results: &Path, profile: Option<ValidProfile>) -> Result<Report, ExperimentError> {
         if !results.is_dir() {
             return Err(ExperimentError::io(
                 results,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such results folder"),
             ));
         }
-        let records = read_records(results)?;
         let runs = RunMeta::read_all(results);
+        let profile = current_profile(results, &runs, profile)?;
+        let selection = select(&read_records(results)?, &profile)?;
+        let records = selection.counted.clone();
+        let failures = read_failures(results)
+            .into_iter()
+            .filter(|f| !records.iter().any(|r| r.cell == f.cell))
+            .collect();
         let mut artifacts: Vec<PathBuf> = std::fs::read_dir(results.join("artifacts"))
             .map(|rd| {
                 rd.filter_map(|e| e.ok().map(|e| e.path()))
@@ -326,18 +361,39 @@ impl Report {
         Ok(Report {
             results: results.to_path_buf(),
             records,
+            selection,
+            profile,
+            failures,
             runs,
             published: Published::builtin(),
             fig6,
         })
     }
 
-    fn eidn_one_vs_rest(&self, dataset: DatasetName, ratio: f64) -> ClassTable {
+    /// Whether `r` belongs to `stage`: its cell is one of the stage's, or the profile has no
+    /// such stage for the record's dataset (then any stage's cells stand in).
+    fn of_stage(&self, r: &Record, stage: Option<StageId>) -> bool {
+        let Some(stage) = stage else { return true };
+        let has_stage = self
+            .profile
+            .stages
+            .iter()
+            .any(|s| s.id == stage && s.dataset == r.dataset);
+        !has_stage || self.selection.in_stage(r, stage)
+    }
+
+    fn eidn_one_vs_rest(
+        &self,
+        dataset: DatasetName,
+        ratio: f64,
+        stage: Option<StageId>,
+    ) -> ClassTable {
         ClassTable::from_records(self.records.iter().filter(|r| {
             r.dataset == dataset
                 && r.protocol == "one-vs-rest"
                 && same_ratio(r.anomaly_ratio, ratio)
                 && is_eidn(r)
+                && self.of_stage(r, stage)
         }))
     }
 
@@ -396,7 +452,16 @@ impl Report {
             wall / 60.0,
             self.runs.len()
         );
-        let _ = writeln!(md, "| records | {} |", self.records.len());
+        let _ = writeln!(
+            md,
+            "| records | {} counted (one per cell, seed and method of the current profile){} |",
+            self.records.len(),
+            if self.selection.ignored_total() == 0 {
+                String::new()
+            } else {
+                format!("; {}", self.selection.ignored_lines().join("; "))
+            }
+        );
         let steps: BTreeSet<String> = self
             .records
             .iter()
@@ -450,6 +515,13 @@ impl Report {
                 missing.into_iter().collect::<Vec<_>>().join(", ")
             );
         }
+        if !self.failures.is_empty() {
+            let _ = writeln!(md, "**Failed cells** (no result; rerun to retry):\n");
+            for f in &self.failures {
+                let _ = writeln!(md, "- `{}`: {}", f.cell, f.reason);
+            }
+            md.push('\n');
+        }
         let _ = writeln!(
             md,
             "Published numbers: {} (`reports/published.toml`). Ours: mean ± sample standard deviation over \
@@ -459,7 +531,7 @@ impl Report {
     }
 
     fn published_table(&self, md: &mut String, t: &PublishedTable) {
-        let ours = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio);
+        let ours = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio, StageId::parse(&t.id));
         let _ = writeln!(md, "## {}\n", t.title);
         if ours.classes.is_empty() {
             let _ = writeln!(
@@ -546,7 +618,7 @@ impl Report {
                 let pts = ratios
                     .iter()
                     .map(|&ratio| {
-                        let t = self.eidn_one_vs_rest(d, ratio);
+                        let t = self.eidn_one_vs_rest(d, ratio, None);
                         let class_means: Vec<f64> = t.classes.iter().map(|c| c.2.mean).collect();
                         (
                             ratio,
@@ -717,6 +789,13 @@ impl Report {
         Ok(())
     }
 
+    /// Fig 7's records: the fig7 stage's, one-vs-rest with EIDN trained at 5 % (as in the paper).
+    fn in_fig7(&self, r: &Record) -> bool {
+        r.protocol == "one-vs-rest"
+            && same_ratio(r.anomaly_ratio, 0.05)
+            && self.of_stage(r, Some(StageId::Fig7))
+    }
+
     /// Datasets with baseline (non EIDN-distance) records at 5 %.
     fn fig7_datasets(&self) -> Vec<DatasetName> {
         DatasetName::ALL
@@ -724,7 +803,7 @@ impl Report {
             .filter(|&d| {
                 self.records
                     .iter()
-                    .any(|r| r.dataset == d && in_fig7(r) && !is_eidn(r))
+                    .any(|r| r.dataset == d && self.in_fig7(r) && !is_eidn(r))
             })
             .collect()
     }
@@ -737,11 +816,10 @@ impl Report {
         r: ReducerKind,
         k: DetectorKind,
     ) -> Option<(Stat, usize, usize)> {
-        let t = ClassTable::from_records(
-            self.records
-                .iter()
-                .filter(|x| in_fig7(x) && x.dataset == d && x.reducer == r && x.detector == k),
-        );
+        let t =
+            ClassTable::from_records(self.records.iter().filter(|x| {
+                self.in_fig7(x) && x.dataset == d && x.reducer == r && x.detector == k
+            }));
         let means: Vec<f64> = t.classes.iter().map(|c| c.2.mean).collect();
         Stat::of(&means).map(|s| (s, t.classes.len(), t.seeds.len()))
     }
@@ -818,7 +896,7 @@ impl Report {
                         .records
                         .iter()
                         .filter(|x| {
-                            in_fig7(x) && x.dataset == d && x.reducer == r && x.detector == k
+                            self.in_fig7(x) && x.dataset == d && x.reducer == r && x.detector == k
                         })
                         .collect();
                     if xs.is_empty() {
@@ -881,7 +959,7 @@ impl Report {
     pub fn terminal_tables(&self) -> String {
         let mut out = String::new();
         for t in &self.published.table {
-            let ours = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio);
+            let ours = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio, StageId::parse(&t.id));
             if ours.classes.is_empty() {
                 continue;
             }
@@ -1060,11 +1138,32 @@ impl Thresholds {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        if t.cells.is_empty() {
-            return Err(ExperimentError::Profile {
+        let bad = |message: String| {
+            Err(ExperimentError::Profile {
                 path: path.to_path_buf(),
-                message: "no [[cell]]".into(),
-            });
+                message,
+            })
+        };
+        if t.cells.is_empty() {
+            return bad("no [[cell]]".into());
+        }
+        for (i, c) in t.cells.iter().enumerate() {
+            // NaN fails every comparison: a NaN threshold would pass nothing and fail nothing.
+            if !(0.0..=1.0).contains(&c.min_auc) {
+                return bad(format!(
+                    "cell {} ({}): min_auc {} is not in [0, 1]",
+                    i + 1,
+                    c.name(),
+                    c.min_auc
+                ));
+            }
+            if !(c.anomaly_ratio > 0.0 && c.anomaly_ratio.is_finite()) {
+                return bad(format!(
+                    "cell {}: anomaly_ratio {} must be > 0",
+                    i + 1,
+                    c.anomaly_ratio
+                ));
+            }
         }
         Ok(t)
     }
@@ -1134,6 +1233,29 @@ mod tests {
         assert_eq!(t2.rows[5].paper_row, "frog");
         assert_eq!(t2.rows[9].class, "dog");
         assert!((t2.eidn(&t2.mean) - 0.791246).abs() < 1e-9);
+    }
+
+    /// Issue 10 item 4: a NaN or out-of-range threshold is an error, not a silent pass.
+    #[test]
+    fn bad_thresholds_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        for bad in ["nan", "1.5", "-0.1"] {
+            std::fs::write(
+                &path,
+                format!(
+                    "[[cell]]\ndataset = \"mnist\"\nnormal_class = 0\nanomaly_ratio = 0.01\n\
+                     reducer = \"eidn\"\ndetector = \"origin_distance\"\nmin_auc = {bad}\n"
+                ),
+            )
+            .unwrap();
+            let err = Thresholds::load(&path).unwrap_err().to_string();
+            assert!(
+                err.contains("min_auc") && err.contains("t.toml"),
+                "{bad}: {err}"
+            );
+        }
+        assert!(Thresholds::load(&dir.path().join("missing.toml")).is_err());
     }
 
     #[test]

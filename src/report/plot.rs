@@ -59,7 +59,7 @@ fn render(
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> ExperimentError {
     ExperimentError::Io {
         path: path.to_path_buf(),
-        source: std::io::Error::other(format!("drawing the chart: {e}")),
+        error: std::io::Error::other(format!("drawing the chart: {e}")),
     }
 }
 

@@ -35,6 +35,23 @@ pub enum Reply {
     Ok(Vec<u8>),
     /// 200 announcing `announced` bytes, sending only the body, then closing.
     Truncated { body: Vec<u8>, announced: usize },
+    /// Honours `Range: bytes=N-` with a 206; a request without a Range gets a 200 that
+    /// announces the whole body but closes after `cut` bytes.
+    Resumable { body: Vec<u8>, cut: usize },
+    /// Sends `prefix` of an announced `announced` bytes, then goes silent for `silence`.
+    Stall {
+        prefix: Vec<u8>,
+        announced: usize,
+        silence: Duration,
+    },
+    /// Sends the body in `chunks` pieces with `gap` between them (slow, never silent for long).
+    Slow {
+        body: Vec<u8>,
+        chunks: usize,
+        gap: Duration,
+    },
+    /// 200 without a Content-Length: the body, then the connection closes.
+    NoLength(Vec<u8>),
 }
 
 /// A tiny HTTP/1.1 server on 127.0.0.1 for download tests. It serves at most
@@ -66,13 +83,19 @@ pub fn serve(routes: HashMap<String, Reply>, max_requests: usize, lifetime: Dura
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }
-            // Drain the headers.
+            // Drain the headers, keeping a Range's start.
+            let mut range_start: Option<usize> = None;
             loop {
                 let mut line = String::new();
                 match reader.read_line(&mut line) {
                     Ok(0) | Err(_) => break,
                     Ok(_) if line == "\r\n" || line == "\n" => break,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        let lower = line.to_ascii_lowercase();
+                        if let Some(v) = lower.strip_prefix("range: bytes=") {
+                            range_start = v.trim().trim_end_matches('-').parse().ok();
+                        }
+                    }
                 }
             }
             let path = request_line
@@ -98,6 +121,64 @@ pub fn serve(routes: HashMap<String, Reply>, max_requests: usize, lifetime: Dura
                         )
                         .as_bytes(),
                     )
+                    .and_then(|_| stream.write_all(body)),
+                Some(Reply::Resumable { body, cut }) => match range_start {
+                    Some(n) if n <= body.len() => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {n}-{}/{}\r\nConnection: close\r\n\r\n",
+                                body.len() - n,
+                                body.len() - 1,
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| stream.write_all(&body[n..])),
+                    _ => stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len()
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| stream.write_all(&body[..*cut])),
+                },
+                Some(Reply::Stall {
+                    prefix,
+                    announced,
+                    silence,
+                }) => {
+                    let r = stream
+                        .write_all(
+                            format!(
+                                "HTTP/1.1 200 OK\r\nContent-Length: {announced}\r\nConnection: close\r\n\r\n"
+                            )
+                            .as_bytes(),
+                        )
+                        .and_then(|_| stream.write_all(prefix))
+                        .and_then(|_| stream.flush());
+                    std::thread::sleep(*silence);
+                    r
+                }
+                Some(Reply::Slow { body, chunks, gap }) => {
+                    let mut r = stream.write_all(
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                            body.len()
+                        )
+                        .as_bytes(),
+                    );
+                    for piece in body.chunks(body.len().div_ceil(*chunks)) {
+                        std::thread::sleep(*gap);
+                        r = r
+                            .and_then(|_| stream.write_all(piece))
+                            .and_then(|_| stream.flush());
+                    }
+                    r
+                }
+                Some(Reply::NoLength(body)) => stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
                     .and_then(|_| stream.write_all(body)),
                 None => stream.write_all(
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",

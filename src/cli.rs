@@ -1,0 +1,266 @@
+//! The command line's definitions (clap), kept apart from what the commands do, as ripgrep
+//! keeps its flags. Values are parsed into their types here, so a typo lists the valid ones.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use eidn::data::DatasetName;
+use eidn::experiment::{Shard, StageId};
+
+#[derive(Parser)]
+#[command(
+    name = "eidn",
+    version,
+    about = "Enforced Isolation Deep Network: anomaly detection in images with a few labelled anomalies",
+    after_help = "Exit status: 0 success, 1 a check failed (regress below a threshold, verify \
+                  found a missing or mismatched file), 2 an error."
+)]
+pub struct Cli {
+    /// Data directory (default: $EIDN_DATA_DIR, else ./datasets when it exists, else the
+    /// per-user data folder ~/.local/share/eidn/datasets).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where missing datasets are downloaded from instead of their canonical sources
+    /// (files are fetched as <URL>/<dataset>/<file name>).
+    #[arg(long, global = true, value_name = "URL", env = "EIDN_DATA_MIRROR")]
+    pub data_mirror: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check, describe and download the datasets.
+    #[command(subcommand)]
+    Data(DataCommand),
+    /// Train an EIDN encoder on one-vs-rest pools and save it (safetensors + eidn.json).
+    Train(TrainArgs),
+    /// Score the test set of a saved model's protocol: ROC AUC and average precision.
+    Evaluate(EvaluateArgs),
+    /// Run a profile's grid (resuming where a previous run stopped), then write its report.
+    Reproduce(ReproduceArgs),
+    /// Write the markdown report and charts from a results folder (all shards merged).
+    Report(ReportArgs),
+    /// Run a profile and fail, naming each cell, when a mean AUC is below its threshold.
+    Regress(RegressArgs),
+}
+
+/// A stage of a profile, as `--only` takes it.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Stage {
+    Table1,
+    Table2,
+    Table3,
+    Fig5,
+    Unseen,
+    Fig7,
+}
+
+impl From<Stage> for StageId {
+    fn from(s: Stage) -> StageId {
+        match s {
+            Stage::Table1 => StageId::Table1,
+            Stage::Table2 => StageId::Table2,
+            Stage::Table3 => StageId::Table3,
+            Stage::Fig5 => StageId::Fig5,
+            Stage::Unseen => StageId::Unseen,
+            Stage::Fig7 => StageId::Fig7,
+        }
+    }
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
+    Shard::parse(s).map_err(|e| e.to_string())
+}
+
+/// `cpu`, `cuda` or `cuda:N`.
+fn parse_device(s: &str) -> Result<String, String> {
+    let ok = s == "cpu"
+        || s == "cuda"
+        || s.strip_prefix("cuda:")
+            .is_some_and(|n| n.parse::<usize>().is_ok());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!("{s:?} is not a device; use cpu, cuda or cuda:N"))
+    }
+}
+
+#[derive(Args)]
+pub struct GridArgs {
+    /// A built-in profile (paper, quick, ci) or a TOML file.
+    #[arg(long, default_value = "quick")]
+    pub profile: String,
+    /// Results folder (default: results/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    pub results: Option<PathBuf>,
+    /// Run every N-th cell starting at the K-th (1-based), e.g. for a SLURM array job.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Only these stages, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub only: Vec<Stage>,
+    /// cpu, or cuda[:N] with the `cuda` feature.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
+    /// No per-cell lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct ReproduceArgs {
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// Report folder (default: reports/<profile name>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// A results folder written by `eidn reproduce`.
+    #[arg(long, value_name = "DIR")]
+    pub results: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The profile whose records count (default: the one the newest run recorded).
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Args)]
+pub struct RegressArgs {
+    #[command(flatten)]
+    pub grid: GridArgs,
+    /// TOML file of per-cell minimum mean AUCs.
+    #[arg(long, value_name = "FILE")]
+    pub thresholds: PathBuf,
+}
+
+#[derive(Args)]
+pub struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub dataset: DatasetArg,
+    /// The normal class (label); every other class is anomalous.
+    #[arg(long)]
+    pub normal_class: u8,
+    /// Labelled training anomalies as a fraction of the normal training images.
+    #[arg(long, default_value_t = 0.01)]
+    pub anomaly_ratio: f64,
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    pub steps_per_epoch: usize,
+    /// Triplets per step.
+    #[arg(long, default_value_t = 128)]
+    pub batch_size: usize,
+    /// The loss margin alpha.
+    #[arg(long, default_value_t = 0.2)]
+    pub margin: f64,
+    /// Embedding dimension l.
+    #[arg(long, default_value_t = 2)]
+    pub embed_dim: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Seeds the anomaly draw, the weights and the triplet sampler.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu, or cuda[:N] with the `cuda` feature.
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
+    /// Folder for model.safetensors and eidn.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Train the conv blocks with candle's own ops instead of the fast CPU path (slower;
+    /// for checking the fast path).
+    #[arg(long)]
+    pub reference_ops: bool,
+    /// Print the evaluation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// A folder written by `eidn train`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DatasetArg {
+    Mnist,
+    Cifar10,
+    Concrete,
+}
+
+impl From<DatasetArg> for DatasetName {
+    fn from(d: DatasetArg) -> Self {
+        match d {
+            DatasetArg::Mnist => DatasetName::Mnist,
+            DatasetArg::Cifar10 => DatasetName::Cifar10,
+            DatasetArg::Concrete => DatasetName::Concrete,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Check every file against the manifest's SHA-256 and count records per split and class;
+    /// exits 1 when a requested dataset is missing, mismatched or corrupt.
+    Verify(VerifyArgs),
+    /// Download missing files from their canonical sources, checking size and SHA-256.
+    Fetch(FetchArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Which {
+    Mnist,
+    Cifar10,
+    Concrete,
+    All,
+}
+
+impl Which {
+    pub fn datasets(self) -> Vec<DatasetName> {
+        match self {
+            Which::Mnist => vec![DatasetName::Mnist],
+            Which::Cifar10 => vec![DatasetName::Cifar10],
+            Which::Concrete => vec![DatasetName::Concrete],
+            Which::All => DatasetName::ALL.to_vec(),
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    pub dataset: Which,
+    /// Print one JSON array (an object per dataset) instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct FetchArgs {
+    #[arg(long, value_enum, default_value = "all")]
+    pub dataset: Which,
+    /// Download this dataset's files from this URL instead (as <URL>/<file name>).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// Download the original files even when a usable copy (e.g. a variant) is present.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
