@@ -84,7 +84,7 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
         (vec!["--embed-dim", "1000000000"], "embed_dim"),
         (vec!["--batch-size", "1000000000"], "batch_size"),
         (vec!["--lr", "1e30"], "lr"),
-        (vec!["--anomaly-ratio", "-1"], "anomaly-ratio"),
+        (vec!["--anomaly-ratio", "0"], "anomaly-ratio"),
     ] {
         let (code, _, err) = train(&args);
         assert_eq!(code, Some(2), "{args:?}: {err}");

@@ -411,13 +411,15 @@ mod tests {
             DetectorKind::OriginDistance,
             "other"
         ));
-        // A kill in the middle of the third write.
+        // A kill in the middle of the third write (the kill also drops the run's lock).
+        drop(store);
         let path = dir.path().join("records.jsonl");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(b"{\"cell\":\"c\",\"config_h").unwrap();
         let again = ResultStore::open(dir.path(), Some("1-of-2")).unwrap();
         assert_eq!(again.records().len(), 2);
         assert_eq!(again.records()[1].auc, 0.8);
+        drop(again);
         // Reopening as the file's owner cuts the torn record off; appends stay parseable.
         let mut owner = ResultStore::open(dir.path(), None).unwrap();
         owner.append(record("c", 0.7)).unwrap();

@@ -74,37 +74,40 @@ pub fn serve(routes: HashMap<String, Reply>, max_requests: usize, lifetime: Dura
                 Err(_) => break,
             };
             served += 1;
-            stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            // Drain the headers, keeping a Range's start.
-            let mut range_start: Option<usize> = None;
-            loop {
-                let mut line = String::new();
-                match reader.read_line(&mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if line == "\r\n" || line == "\n" => break,
-                    Ok(_) => {
-                        let lower = line.to_ascii_lowercase();
-                        if let Some(v) = lower.strip_prefix("range: bytes=") {
-                            range_start = v.trim().trim_end_matches('-').parse().ok();
+            let routes = Arc::clone(&routes);
+            // One thread per connection: a stalled reply must not hold up the next request.
+            std::thread::spawn(move || {
+                stream.set_nonblocking(false).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(5)))
+                    .unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                // Drain the headers, keeping a Range's start.
+                let mut range_start: Option<usize> = None;
+                loop {
+                    let mut line = String::new();
+                    match reader.read_line(&mut line) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) if line == "\r\n" || line == "\n" => break,
+                        Ok(_) => {
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("range: bytes=") {
+                                range_start = v.trim().trim_end_matches('-').parse().ok();
+                            }
                         }
                     }
                 }
-            }
-            let path = request_line
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("/")
-                .to_string();
-            let mut stream = stream;
-            let _ = match routes.get(&path) {
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                let mut stream = stream;
+                let _ = match routes.get(&path) {
                 Some(Reply::Ok(body)) => stream
                     .write_all(
                         format!(
@@ -184,8 +187,9 @@ pub fn serve(routes: HashMap<String, Reply>, max_requests: usize, lifetime: Dura
                     b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 ),
             };
-            let _ = stream.flush();
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+                let _ = stream.flush();
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            });
         }
     });
     format!("http://{addr}")
