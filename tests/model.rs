@@ -143,7 +143,7 @@ fn an_absurd_learning_rate_is_refused_before_training() {
         lr: 1e30,
         ..small(0, 20)
     };
-    let err = params.check().err().expect("lr 1e30 must be refused");
+    let err = params.check().expect_err("lr 1e30 must be refused");
     assert!(matches!(err, ModelError::InvalidParams(_)), "{err}");
     assert!(err.to_string().contains("lr"), "{err}");
 }

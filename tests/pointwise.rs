@@ -54,7 +54,10 @@ fn one_class_svm_decision_values_match_scikit_learn() {
             .collect();
         let (diff, scale) = max_diff(&ours, &vector(&case["decision_function"]));
         eprintln!("one-class SVM {name}: max |ours - sklearn| {diff:.2e} (scale {scale:.2e})");
-        assert!(diff <= 1e-4 * scale.max(1.0), "{name}: {diff} vs scale {scale}");
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "{name}: {diff} vs scale {scale}"
+        );
     }
 }
 
