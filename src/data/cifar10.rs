@@ -292,6 +292,40 @@ mod tests {
         assert!(matches!(err, DataError::BadClassNames { found: 2, .. }));
     }
 
+    /// Issue 10 item 5: a member named like a batch that is a link or a folder is an error
+    /// naming it, not an empty batch.
+    #[test]
+    fn batch_members_must_be_regular_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [tar::EntryType::Symlink, tar::EntryType::Directory] {
+            let archive = dir.path().join(ARCHIVE);
+            let gz = flate2::write::GzEncoder::new(
+                std::fs::File::create(&archive).unwrap(),
+                flate2::Compression::fast(),
+            );
+            let mut builder = tar::Builder::new(gz);
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(0);
+            if kind == tar::EntryType::Symlink {
+                builder
+                    .append_link(&mut header, "cifar-10-batches-bin/test_batch.bin", "/dev/null")
+                    .unwrap();
+            } else {
+                builder
+                    .append_data(&mut header, "cifar-10-batches-bin/test_batch.bin", &[][..])
+                    .unwrap();
+            }
+            builder.into_inner().unwrap().finish().unwrap();
+            let err = load(dir.path()).unwrap_err();
+            assert!(
+                matches!(err, DataError::BadArchiveMember { .. }),
+                "{kind:?}: {err}"
+            );
+            assert!(err.to_string().contains("test_batch.bin"), "{err}");
+        }
+    }
+
     #[test]
     fn member_paths_that_escape_are_refused() {
         let a = Path::new("x.tar.gz");
