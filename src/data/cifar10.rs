@@ -309,7 +309,11 @@ mod tests {
             header.set_size(0);
             if kind == tar::EntryType::Symlink {
                 builder
-                    .append_link(&mut header, "cifar-10-batches-bin/test_batch.bin", "/dev/null")
+                    .append_link(
+                        &mut header,
+                        "cifar-10-batches-bin/test_batch.bin",
+                        "/dev/null",
+                    )
                     .unwrap();
             } else {
                 builder
