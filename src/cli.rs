@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use eidn::data::DatasetName;
@@ -46,28 +47,10 @@ pub enum Command {
     Regress(RegressArgs),
 }
 
-/// A stage of a profile, as `--only` takes it.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Stage {
-    Table1,
-    Table2,
-    Table3,
-    Fig5,
-    Unseen,
-    Fig7,
-}
-
-impl From<Stage> for StageId {
-    fn from(s: Stage) -> StageId {
-        match s {
-            Stage::Table1 => StageId::Table1,
-            Stage::Table2 => StageId::Table2,
-            Stage::Table3 => StageId::Table3,
-            Stage::Fig5 => StageId::Fig5,
-            Stage::Unseen => StageId::Unseen,
-            Stage::Fig7 => StageId::Fig7,
-        }
-    }
+/// `--only`'s values: the stage ids, listed by clap when one is mistyped.
+fn stage_parser() -> impl TypedValueParser<Value = StageId> {
+    PossibleValuesParser::new(StageId::ALL.map(StageId::as_str))
+        .map(|s| StageId::parse(&s).expect("clap admits only the listed stage ids"))
 }
 
 fn parse_shard(s: &str) -> Result<Shard, String> {
@@ -99,8 +82,8 @@ pub struct GridArgs {
     #[arg(long, value_name = "K/N", value_parser = parse_shard)]
     pub shard: Option<Shard>,
     /// Only these stages, comma-separated.
-    #[arg(long, value_enum, value_delimiter = ',')]
-    pub only: Vec<Stage>,
+    #[arg(long, value_delimiter = ',', value_parser = stage_parser())]
+    pub only: Vec<StageId>,
     /// cpu, or cuda[:N] with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,

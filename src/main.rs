@@ -23,7 +23,7 @@ use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 use eidn::data::{load, resolve_data_dir, DatasetName};
 use eidn::experiment::{
     current_commit, machine_description, read_records, run_profile, select, Profile, ResultStore,
-    RunMeta, RunOptions, RunSummary, StageId, ValidProfile,
+    RunMeta, RunOptions, RunSummary, ValidProfile,
 };
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
@@ -181,22 +181,27 @@ fn check_writable(dir: &Path) -> Result<()> {
 }
 
 /// Makes sure each built-in dataset the run needs is here, fetching missing ones
-/// (checksummed, resumable) from their sources or `mirror`. Concrete Cracks is left alone:
-/// it needs unpacking by hand, and the grid skips its cells when it is absent.
+/// (checksummed, resumable) from their sources or `mirror`; returns their verification
+/// reports. Concrete Cracks is left alone: it needs unpacking by hand, and the grid skips
+/// its cells when it is absent.
 fn ensure_data(
     datasets: &[DatasetName],
     data_dir: &Path,
     mirror: Option<&str>,
     quiet: bool,
-) -> Result<()> {
+) -> Result<Vec<DatasetReport>> {
     let manifest = Manifest::builtin();
+    let mut reports = Vec::new();
     for &name in datasets {
         if name == DatasetName::Concrete {
             continue;
         }
         let report = verify(name, data_dir, &manifest);
         match report.status {
-            Status::Exact | Status::Variant | Status::Unverified | Status::Mismatch => continue,
+            Status::Exact | Status::Variant | Status::Unverified | Status::Mismatch => {
+                reports.push(report);
+                continue;
+            }
             Status::Corrupt => bail!(
                 "{name} in {} does not load: {}; delete the damaged file and rerun (it will be downloaded)",
                 report.dir.display(),
@@ -236,8 +241,9 @@ fn ensure_data(
                 after.message.unwrap_or_default()
             );
         }
+        reports.push(after);
     }
-    Ok(())
+    Ok(reports)
 }
 
 /// Runs a profile's grid into its results folder; returns what the run did and the folder.
@@ -251,7 +257,7 @@ fn run_grid(
         Some(r) => r.clone(),
         None => default_folder("results", args, profile)?,
     };
-    let only: Vec<StageId> = args.only.iter().map(|&s| s.into()).collect();
+    let only = args.only.clone();
     let shard = args.shard;
     let device = parse_device(&args.device)?;
     let cells = profile.cells(&only);
@@ -259,7 +265,7 @@ fn run_grid(
     datasets.sort_unstable();
     datasets.dedup();
     let mut store = ResultStore::open(&results, shard.map(|s| s.tag()).as_deref())?;
-    ensure_data(&datasets, data_dir, mirror, args.quiet)?;
+    let verified = ensure_data(&datasets, data_dir, mirror, args.quiet)?;
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -283,6 +289,7 @@ fn run_grid(
     };
     let options = RunOptions {
         data_dir: data_dir.to_path_buf(),
+        verified,
         device,
         shard,
         only,
@@ -348,8 +355,11 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         args.anomaly_ratio,
         args.seed,
     );
-    ensure_data(&[protocol.dataset], data_dir, mirror, args.quiet)?;
-    let report = verify(protocol.dataset, data_dir, &Manifest::builtin());
+    let report = match ensure_data(&[protocol.dataset], data_dir, mirror, args.quiet)?.pop() {
+        Some(report) => report,
+        // Concrete Cracks: not fetched, only checked.
+        None => verify(protocol.dataset, data_dir, &Manifest::builtin()),
+    };
     let status = report.status.label(report.variant.as_deref());
     if report.status == Status::Mismatch {
         eprintln!(

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use eidn::data::mnist::encode_idx;
 use eidn::data::ImageSet;
@@ -249,17 +247,7 @@ fn reproduce_fetches_missing_data_first() {
     let Some(real) = common::real_data_dir("mnist") else {
         return;
     };
-    let mut routes = HashMap::new();
-    for name in [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ] {
-        let bytes = std::fs::read(real.join("mnist").join(name)).unwrap();
-        routes.insert(format!("/mnist/{name}"), common::Reply::Ok(bytes));
-    }
-    let base = common::serve(routes, 10, Duration::from_secs(120));
+    let base = common::serve_mnist_mirror(&real);
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("fresh.toml");
     std::fs::write(

@@ -278,17 +278,7 @@ fn cli_fetches_mnist_from_a_local_mirror() {
     let Some(real) = real_data_dir("mnist") else {
         return;
     };
-    let mut routes = HashMap::new();
-    for name in [
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ] {
-        let bytes = std::fs::read(real.join("mnist").join(name)).unwrap();
-        routes.insert(format!("/mnist/{name}"), Reply::Ok(bytes));
-    }
-    let base = serve(routes, 10, Duration::from_secs(120));
+    let base = format!("{}/mnist", common::serve_mnist_mirror(&real));
     let data = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_eidn"))
@@ -305,7 +295,7 @@ fn cli_fetches_mnist_from_a_local_mirror() {
         "mnist",
         "--quiet",
         "--base-url",
-        &format!("{base}/mnist"),
+        &base,
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(

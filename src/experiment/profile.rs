@@ -114,17 +114,17 @@ impl StageId {
         }
     }
 
+    pub const ALL: [StageId; 6] = [
+        StageId::Table1,
+        StageId::Table2,
+        StageId::Table3,
+        StageId::Fig5,
+        StageId::Unseen,
+        StageId::Fig7,
+    ];
+
     pub fn parse(s: &str) -> Option<StageId> {
-        [
-            StageId::Table1,
-            StageId::Table2,
-            StageId::Table3,
-            StageId::Fig5,
-            StageId::Unseen,
-            StageId::Fig7,
-        ]
-        .into_iter()
-        .find(|id| id.as_str() == s)
+        Self::ALL.into_iter().find(|id| id.as_str() == s)
     }
 }
 

@@ -15,7 +15,7 @@ use super::store::{now_unix, Failure, Record, ResultStore};
 use super::ExperimentError;
 use crate::data::manifest::Manifest;
 use crate::data::protocol::{OneVsRest, Pools, TestSet};
-use crate::data::verify::verify;
+use crate::data::verify::{verify, DatasetReport};
 use crate::data::{load, Dataset, DatasetName, ImageSet};
 use crate::detect::Detector;
 use crate::metrics::{average_precision, roc_auc};
@@ -24,6 +24,8 @@ use crate::reduce::{EidnReducer, PcaParams, Reducer, ReducerKind, ReducerSetting
 
 pub struct RunOptions {
     pub data_dir: PathBuf,
+    /// Verification reports the caller already has (see `DataCache::new`).
+    pub verified: Vec<DatasetReport>,
     pub device: Device,
     pub shard: Option<Shard>,
     /// Stages to run; empty = all.
@@ -69,7 +71,7 @@ pub fn run_profile(
         cells: cells.len(),
         ..RunSummary::default()
     };
-    let mut data = DataCache::new(&options.data_dir);
+    let mut data = DataCache::new(&options.data_dir, &options.verified);
     let mut meta = options.meta.clone();
     let mut save_meta = |summary: &RunSummary| -> Result<(), ExperimentError> {
         if let Some(m) = meta.as_mut() {
@@ -417,6 +419,16 @@ fn write_fig6_points(
     super::write_csv(&dir.join(format!("fig6-{}.csv", cell.id())), &mut df)
 }
 
+/// The status the grid records for a dataset, or None when the grid cannot use it (a
+/// checksum mismatch is not the data the tables are about).
+fn grid_status(report: &DatasetReport) -> Option<String> {
+    report
+        .status
+        .usable()
+        .then(|| report.status.label(report.variant.as_deref()))
+        .flatten()
+}
+
 /// Datasets loaded once per run, and their verification status.
 struct DataCache {
     dir: PathBuf,
@@ -425,11 +437,17 @@ struct DataCache {
 }
 
 impl DataCache {
-    fn new(dir: &Path) -> Self {
+    /// `verified`: reports the caller already made, so those datasets are not hashed and
+    /// loaded a second time just to learn their status.
+    fn new(dir: &Path, verified: &[DatasetReport]) -> Self {
+        let status = verified
+            .iter()
+            .filter_map(|r| Some((DatasetName::parse(&r.name)?, grid_status(r))))
+            .collect();
         DataCache {
             dir: dir.to_path_buf(),
             loaded: HashMap::new(),
-            status: HashMap::new(),
+            status,
         }
     }
 
@@ -438,15 +456,7 @@ impl DataCache {
         let dir = self.dir.clone();
         self.status
             .entry(name)
-            .or_insert_with(|| {
-                let report = verify(name, &dir, &Manifest::builtin());
-                // A checksum mismatch is not the data the tables are about: not used here.
-                report
-                    .status
-                    .usable()
-                    .then(|| report.status.label(report.variant.as_deref()))
-                    .flatten()
-            })
+            .or_insert_with(|| grid_status(&verify(name, &dir, &Manifest::builtin())))
             .clone()
     }
 

@@ -195,6 +195,22 @@ pub fn serve(routes: HashMap<String, Reply>, max_requests: usize, lifetime: Dura
     format!("http://{addr}")
 }
 
+/// A mirror on 127.0.0.1 of the real MNIST files under `<real>/mnist`, laid out as
+/// `<base>/mnist/<file>`; returns the base URL.
+pub fn serve_mnist_mirror(real: &std::path::Path) -> String {
+    let mut routes = HashMap::new();
+    for name in [
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ] {
+        let bytes = std::fs::read(real.join("mnist").join(name)).unwrap();
+        routes.insert(format!("/mnist/{name}"), Reply::Ok(bytes));
+    }
+    serve(routes, 10, Duration::from_secs(120))
+}
+
 /// Files in `dir` whose names end in `.part` (left-over partial downloads).
 pub fn part_files(dir: &std::path::Path) -> Vec<String> {
     std::fs::read_dir(dir)
