@@ -220,11 +220,15 @@ fn ensure_data(
             ..FetchOptions::default()
         };
         if let Err(e) = fetch_dataset(entry, &name.dir(data_dir), &options) {
+            // Files are fetched in order and the first failure stops the fetch: the first
+            // file still absent is the one whose sources were tried.
+            let dir = name.dir(data_dir);
             let tried: Vec<String> = entry
                 .files
                 .iter()
-                .flat_map(|f| urls_for(f, base.as_deref()))
-                .collect();
+                .find(|f| !dir.join(&f.name).is_file())
+                .map(|f| urls_for(f, base.as_deref()))
+                .unwrap_or_default();
             bail!(
                 "{name} is missing in {} and could not be downloaded ({e}).\nTried: {}.\n\
                  Copy the files there by hand (see `eidn data verify --dataset {name}`), point --data-dir or \
