@@ -15,12 +15,17 @@ fn main() {
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets"));
-    // Watch the nearest folder that exists, so adding the data triggers a rerun.
-    let watched = dir
-        .ancestors()
-        .find(|p| p.is_dir())
-        .unwrap_or(Path::new("."));
-    println!("cargo::rerun-if-changed={}", watched.display());
+    // Watch the data folder, or its parent so that creating it triggers a rerun. Never a
+    // folder higher up: cargo scans a watched folder recursively, and for a data directory
+    // whose parents are missing that would be `/` (with /proc and /sys): a build that never
+    // ends. A change of EIDN_DATA_DIR itself is caught by rerun-if-env-changed.
+    let watched = [Some(dir.as_path()), dir.parent()]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_dir() && p.parent().is_some());
+    if let Some(w) = watched {
+        println!("cargo::rerun-if-changed={}", w.display());
+    }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         return;
     }

@@ -61,3 +61,8 @@ regress *args:
 # Rewrite a profile's report from its results folder (all shards merged).
 report profile="quick":
     cargo run --release -- report --results results/{{profile}} --out reports/{{profile}}
+
+# Open a report's results.parquet in Python polars and pandas and check it against results.csv
+# (needs `pip install polars pandas pyarrow`).
+read-results report="reports/quick":
+    python3 benches/reference/read_results.py {{report}}

@@ -84,6 +84,10 @@ pub struct GridArgs {
     /// Only these stages, comma-separated.
     #[arg(long, value_delimiter = ',', value_parser = stage_parser())]
     pub only: Vec<StageId>,
+    /// Only these seeds, comma-separated (e.g. `--seeds 0` to finish one seed of every cell
+    /// first); the report still counts coverage against all of the profile's seeds.
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub seeds: Vec<u64>,
     /// cpu, or cuda[:N] with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,

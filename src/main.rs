@@ -27,7 +27,7 @@ use eidn::experiment::{
 };
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
-use eidn::report::{Report, Thresholds};
+use eidn::report::{records_frame, Report, Thresholds};
 
 /// A check failed (as opposed to an error, 2).
 const CHECK_FAILED: u8 = 1;
@@ -129,8 +129,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             for line in selection.ignored_lines() {
                 eprintln!("regress: {line}");
             }
-            let failures = thresholds.check(&selection.counted);
-            out!("{}", thresholds.table(&selection.counted))?;
+            let frame = records_frame(&selection.counted, &selection)?;
+            let failures = thresholds.check(&frame)?;
+            out!("{}", thresholds.table(&frame)?)?;
             for (cell, why) in &summary.failed {
                 eprintln!("regress: FAILED CELL {cell}: {why}");
             }
@@ -264,7 +265,14 @@ fn run_grid(
     let only = args.only.clone();
     let shard = args.shard;
     let device = parse_device(&args.device)?;
-    let cells = profile.cells(&only);
+    if let Some(s) = args.seeds.iter().find(|s| !profile.all_seeds().contains(s)) {
+        bail!(
+            "seed {s} is not one of profile {}'s seeds {:?}",
+            profile.name,
+            profile.all_seeds()
+        );
+    }
+    let cells = profile.cells_of(&only, &args.seeds);
     let mut datasets: Vec<DatasetName> = cells.iter().map(|c| c.protocol.dataset).collect();
     datasets.sort_unstable();
     datasets.dedup();
@@ -280,7 +288,11 @@ fn run_grid(
         commit: current_commit(),
         machine: machine_description(),
         device: args.device.clone(),
-        seeds: profile.all_seeds(),
+        seeds: if args.seeds.is_empty() {
+            profile.all_seeds()
+        } else {
+            args.seeds.clone()
+        },
         started_unix,
         wall_seconds: 0.0,
         cells: cells.len(),
@@ -297,6 +309,7 @@ fn run_grid(
         device,
         shard,
         only,
+        seeds: args.seeds.clone(),
         verbose: !args.quiet,
         meta: Some(meta),
     };
@@ -330,7 +343,7 @@ fn write_report(results: &Path, out: &Path, profile: Option<ValidProfile>) -> Re
     for line in report.selection.ignored_lines() {
         eprintln!("report: {line}");
     }
-    out!("{}", report.terminal_tables())?;
+    out!("{}", report.terminal_tables()?)?;
     eprintln!("report written to {}", out.join("README.md").display());
     Ok(())
 }

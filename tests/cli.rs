@@ -111,6 +111,14 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
     let (code, _, err) = run(eidn(empty.path()).args(["reproduce", "--device", "gpu"]));
     assert_eq!(code, Some(2));
     assert!(err.contains("cpu, cuda or cuda:N"), "{err}");
+    // A seed the profile does not have would run nothing: an error naming the profile's seeds.
+    let (code, _, err) =
+        run(eidn(empty.path()).args(["reproduce", "--profile", "ci", "--seeds", "7"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("seed 7 is not one of profile ci's seeds"),
+        "{err}"
+    );
 }
 
 /// Item 16: `verify` on a missing dataset is a failed check (1), not an error; a closed

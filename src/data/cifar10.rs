@@ -17,6 +17,19 @@ pub const CHANNELS: usize = 3;
 const IMAGE_BYTES: usize = CHANNELS * SIDE * SIDE;
 pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
 pub const CLASSES: usize = 10;
+/// The class names by label, as `batches.meta.txt` lists them.
+pub const CLASS_NAMES: [&str; CLASSES] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
 pub const ARCHIVE: &str = "cifar-10-binary.tar.gz";
 pub const META: &str = "batches.meta.txt";
 const ARCHIVE_FOLDER: &str = "cifar-10-batches-bin";

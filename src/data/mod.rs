@@ -51,6 +51,16 @@ impl DatasetName {
         }
     }
 
+    /// The class names by label, known without loading the data (CIFAR-10's are those of
+    /// its `batches.meta.txt`, which the loader checks).
+    pub fn class_names(self) -> Vec<String> {
+        match self {
+            DatasetName::Mnist => mnist::class_names(),
+            DatasetName::Cifar10 => cifar10::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
+            DatasetName::Concrete => concrete::class_names(),
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == s)
     }

@@ -398,6 +398,14 @@ impl ValidProfile {
             .collect()
     }
 
+    /// The cells of `cells(only)` whose seed is in `seeds` (all when empty).
+    pub fn cells_of(&self, only: &[StageId], seeds: &[u64]) -> Vec<Cell> {
+        self.cells(only)
+            .into_iter()
+            .filter(|c| seeds.is_empty() || seeds.contains(&c.protocol.seed))
+            .collect()
+    }
+
     /// Every seed any stage uses, sorted.
     pub fn all_seeds(&self) -> Vec<u64> {
         let mut seeds: Vec<u64> = self

@@ -30,6 +30,8 @@ pub struct RunOptions {
     pub shard: Option<Shard>,
     /// Stages to run; empty = all.
     pub only: Vec<StageId>,
+    /// Seeds to run; empty = all.
+    pub seeds: Vec<u64>,
     /// One line per cell on stderr.
     pub verbose: bool,
     /// Saved under `<results>/runs/` at the start and after every cell, so even a killed
@@ -61,7 +63,7 @@ pub fn run_profile(
     let store_dir = store.dir().to_path_buf();
     let store_dir = store_dir.as_path();
     let cells: Vec<Cell> = profile
-        .cells(&options.only)
+        .cells_of(&options.only, &options.seeds)
         .into_iter()
         .enumerate()
         .filter(|(i, _)| options.shard.is_none_or(|s| s.takes(*i)))

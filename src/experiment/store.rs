@@ -3,7 +3,8 @@
 //! `records-K-of-N.jsonl`; readers merge every `records*.jsonl` in the folder (polars reads
 //! them too: `pl.read_ndjson`).
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -319,7 +320,8 @@ fn record_key(r: &Record) -> String {
 /// Every record of every `records*.jsonl` in `dir`, files in name order. A last line without
 /// its newline is a write cut short by a kill: it is skipped with a warning. Any other bad
 /// line is an error naming the file and line. A record repeated (same key and hash, e.g. two
-/// shards that overlapped) is kept once.
+/// shards that overlapped) is kept once: the newest, as the counting rule would pick (a
+/// seeded rerun may still differ where a detector is not deterministic).
 pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
     if let Err(e) = std::fs::read_dir(dir) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -327,8 +329,8 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
         }
     }
     let files = jsonl_files(dir, "records");
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    let mut out: Vec<Record> = Vec::new();
     for path in files {
         let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
         let complete = text.ends_with('\n');
@@ -341,11 +343,17 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
                 .map_err(|e| e.to_string())
                 .and_then(|r| r.check().map(|_| r));
             match parsed {
-                Ok(r) => {
-                    if seen.insert((record_key(&r), r.config_hash.clone())) {
+                Ok(r) => match seen.entry((record_key(&r), r.config_hash.clone())) {
+                    Entry::Occupied(at) => {
+                        if r.written_unix >= out[*at.get()].written_unix {
+                            out[*at.get()] = r;
+                        }
+                    }
+                    Entry::Vacant(at) => {
+                        at.insert(out.len());
                         out.push(r);
                     }
-                }
+                },
                 Err(_) if i + 1 == lines.len() && !complete => {
                     eprintln!(
                         "warning: {} line {}: incomplete last record (a run was interrupted while writing it); ignored",

@@ -1,0 +1,190 @@
+//! Tables 1-3: EIDN per class, mean ± std over seeds, joined by class name to the paper's
+//! rows.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use polars::prelude::*;
+
+use super::frame::{mean_over_classes, over_seeds, polars_error, strs, u64s, Stat};
+use super::{dataset_label, new_table, pct, Report, NOT_RUN};
+use crate::data::DatasetName;
+use crate::experiment::{ExperimentError, StageId};
+use crate::report::PublishedTable;
+
+/// One published table with ours beside it.
+struct Joined {
+    /// The published rows in the paper's order, with `mean`, `std`, `n` (seeds) of ours
+    /// (null where a class has no record).
+    rows: DataFrame,
+    /// Mean over classes, ± over seeds.
+    mean: Option<Stat>,
+    seeds: Vec<u64>,
+    /// Per published row: whether the profile asks for that class (then a missing record
+    /// shows as "not yet run", else as "—").
+    expected: Vec<bool>,
+}
+
+impl Joined {
+    fn ours(&self, i: usize) -> PolarsResult<Option<Stat>> {
+        let mean = self.rows.column("mean")?.f64()?.get(i);
+        Ok(mean.map(|mean| Stat {
+            mean,
+            std: self
+                .rows
+                .column("std")
+                .ok()
+                .and_then(|c| c.f64().ok()?.get(i)),
+            n: self
+                .rows
+                .column("n")
+                .ok()
+                .and_then(|c| c.u64().ok()?.get(i))
+                .unwrap_or(0) as usize,
+        }))
+    }
+
+    /// (ours, ours − published) as shown; `expected`: the profile asks for this number.
+    fn show(ours: Option<Stat>, published: f64, expected: bool) -> (String, String) {
+        match ours {
+            Some(s) => (s.show(), format!("{:+.4}", s.mean - published)),
+            None if expected => (NOT_RUN.into(), "—".into()),
+            None => ("—".into(), "—".into()),
+        }
+    }
+}
+
+impl Report {
+    fn join_published(&self, t: &PublishedTable) -> Result<Joined, ExperimentError> {
+        let stage = StageId::parse(&t.id);
+        let rows = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio, stage)?;
+        let query = || -> PolarsResult<(DataFrame, Option<Stat>, Vec<u64>)> {
+            let ours = over_seeds(&rows, &["class_name"])?;
+            let joined = t
+                .rows_frame()?
+                .with_row_index("row".into(), None)?
+                .left_join(&ours, ["class"], ["class_name"])?
+                .sort(["row"], SortMultipleOptions::default())?;
+            let seeds: BTreeSet<u64> = u64s(&rows, "seed")?.into_iter().collect();
+            let mean = if rows.height() == 0 {
+                None
+            } else {
+                mean_over_classes(&rows)?
+            };
+            Ok((joined, mean, seeds.into_iter().collect()))
+        };
+        let (rows, mean, seeds) = query().map_err(polars_error(&t.title))?;
+        let coverage = stage.and_then(|s| super::coverage::of(&self.coverage, s, t.dataset));
+        let names = t.dataset.class_names();
+        let expected = t
+            .rows
+            .iter()
+            .map(|row| {
+                let label = names.iter().position(|n| *n == row.class);
+                coverage
+                    .zip(label)
+                    .is_some_and(|(c, l)| c.classes.contains(&(l as u8)))
+            })
+            .collect();
+        Ok(Joined {
+            rows,
+            mean,
+            seeds,
+            expected,
+        })
+    }
+
+    pub(super) fn published_table(
+        &self,
+        md: &mut String,
+        t: &PublishedTable,
+    ) -> Result<(), ExperimentError> {
+        let j = self.join_published(t)?;
+        let bad = polars_error(&t.title);
+        let _ = writeln!(md, "## {}\n", t.title);
+        if let Some(line) = StageId::parse(&t.id).and_then(|s| self.coverage_line(s, t.dataset)) {
+            let _ = writeln!(md, "{line}\n");
+        }
+        if j.seeds.is_empty() {
+            let _ = writeln!(
+                md,
+                "**Data missing / not run:** no {} records at {} in this results folder{}. Published values only.\n",
+                dataset_label(t.dataset),
+                pct(t.anomaly_ratio),
+                if t.dataset == DatasetName::Concrete {
+                    " (Concrete Cracks is not available offline here; `eidn data fetch --dataset concrete` gets it)"
+                } else {
+                    ""
+                }
+            );
+        }
+        let mut header = vec!["class (paper row)".to_string()];
+        header.extend(t.columns.iter().map(|c| {
+            if *c == t.eidn_column {
+                format!("{c} published")
+            } else {
+                c.clone()
+            }
+        }));
+        header.push("EIDN ours".into());
+        header.push("ours − published EIDN".into());
+        let _ = writeln!(md, "| {} |", header.join(" | "));
+        let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
+        let classes = strs(&j.rows, "class").map_err(&bad)?;
+        let paper_rows = strs(&j.rows, "paper_row").map_err(&bad)?;
+        for (i, row) in t.rows.iter().enumerate() {
+            let (o, d) = Joined::show(j.ours(i).map_err(&bad)?, t.eidn(&row.values), j.expected[i]);
+            let mut cells = vec![format!("{} ({})", classes[i], paper_rows[i])];
+            cells.extend(row.values.iter().map(|v| format!("{v:.4}")));
+            cells.push(o);
+            cells.push(d);
+            let _ = writeln!(md, "| {} |", cells.join(" | "));
+        }
+        let (o, d) = Joined::show(j.mean, t.eidn(&t.mean), j.expected.iter().any(|&e| e));
+        let mut cells = vec!["**mean**".to_string()];
+        cells.extend(t.mean.iter().map(|v| format!("{v:.4}")));
+        cells.push(format!("**{o}**"));
+        cells.push(d);
+        let _ = writeln!(md, "| {} |\n", cells.join(" | "));
+        if !j.seeds.is_empty() {
+            let _ = writeln!(
+                md,
+                "Ours: seeds {:?}; the mean row's ± is the spread over seeds of the mean over classes.",
+                j.seeds
+            );
+        }
+        if t.dataset == DatasetName::Cifar10 {
+            let _ = writeln!(
+                md,
+                "Rows are matched by class name, not position: the paper lists plane, car, bird, cat, deer, \
+                 frog, horse, ship, truck, dog, while CIFAR-10's labels are airplane 0, automobile 1, bird 2, \
+                 cat 3, deer 4, dog 5, frog 6, horse 7, ship 8, truck 9."
+            );
+        }
+        md.push('\n');
+        Ok(())
+    }
+
+    pub(super) fn published_table_terminal(
+        &self,
+        out: &mut String,
+        t: &PublishedTable,
+    ) -> Result<(), ExperimentError> {
+        let j = self.join_published(t)?;
+        if j.seeds.is_empty() {
+            return Ok(());
+        }
+        let bad = polars_error(&t.title);
+        let mut table = new_table(["class", "paper EIDN", "ours", "diff"]);
+        for (i, row) in t.rows.iter().enumerate() {
+            let p = t.eidn(&row.values);
+            let (o, d) = Joined::show(j.ours(i).map_err(&bad)?, p, j.expected[i]);
+            table.add_row([row.class.clone(), format!("{p:.4}"), o, d]);
+        }
+        let p = t.eidn(&t.mean);
+        let (o, d) = Joined::show(j.mean, p, true);
+        table.add_row(["mean".into(), format!("{p:.4}"), o, d]);
+        let _ = writeln!(out, "{}\n{table}\n", t.title);
+        Ok(())
+    }
+}
