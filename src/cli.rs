@@ -94,6 +94,10 @@ pub struct GridArgs {
     /// No per-cell lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Print the cells and networks left and the estimated wall time on this machine (from
+    /// a few calibration steps), then stop: nothing is fetched, trained or written.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args)]

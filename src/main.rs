@@ -22,8 +22,8 @@ use eidn::data::protocol::OneVsRest;
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 use eidn::data::{load, resolve_data_dir, DatasetName};
 use eidn::experiment::{
-    current_commit, machine_description, read_records, run_profile, select, Profile, ResultStore,
-    RunMeta, RunOptions, RunSummary, ValidProfile,
+    current_commit, machine_description, read_records, run_profile, select, Plan, Profile,
+    ResultStore, RunMeta, RunOptions, RunSummary, ValidProfile,
 };
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
@@ -99,8 +99,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => default_folder("reports", &args.grid, &profile)?,
             };
             // Found before any training, not after it.
-            check_writable(&out)?;
-            let (summary, results) = run_grid(&args.grid, &profile, &data_dir, mirror)?;
+            if !args.grid.dry_run {
+                check_writable(&out)?;
+            }
+            let Some((summary, results)) = run_grid(&args.grid, &profile, &data_dir, mirror)?
+            else {
+                return Ok(ExitCode::SUCCESS);
+            };
             write_report(&results, &out, Some(profile))?;
             if summary.failed.is_empty() {
                 Ok(ExitCode::SUCCESS)
@@ -124,7 +129,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Loaded and checked before any training.
             let thresholds = Thresholds::load(&args.thresholds)?;
             let profile = Profile::resolve(&args.grid.profile)?;
-            let (summary, results) = run_grid(&args.grid, &profile, &data_dir, mirror)?;
+            let Some((summary, results)) = run_grid(&args.grid, &profile, &data_dir, mirror)?
+            else {
+                return Ok(ExitCode::SUCCESS);
+            };
             let selection = select(&read_records(&results)?, &profile)?;
             for line in selection.ignored_lines() {
                 eprintln!("regress: {line}");
@@ -251,13 +259,14 @@ fn ensure_data(
     Ok(reports)
 }
 
-/// Runs a profile's grid into its results folder; returns what the run did and the folder.
+/// Runs a profile's grid into its results folder; returns what the run did and the folder
+/// (None for `--dry-run`, which only prints the plan).
 fn run_grid(
     args: &GridArgs,
     profile: &ValidProfile,
     data_dir: &Path,
     mirror: Option<&str>,
-) -> Result<(RunSummary, PathBuf)> {
+) -> Result<Option<(RunSummary, PathBuf)>> {
     let results = match &args.results {
         Some(r) => r.clone(),
         None => default_folder("results", args, profile)?,
@@ -273,6 +282,10 @@ fn run_grid(
         );
     }
     let cells = profile.cells_of(&only, &args.seeds);
+    print_plan(args, profile, &results, &cells)?;
+    if args.dry_run {
+        return Ok(None);
+    }
     let mut datasets: Vec<DatasetName> = cells.iter().map(|c| c.protocol.dataset).collect();
     datasets.sort_unstable();
     datasets.dedup();
@@ -334,7 +347,35 @@ fn run_grid(
         summary.records_written,
         summary.wall_seconds
     );
-    Ok((summary, results))
+    Ok(Some((summary, results)))
+}
+
+/// The cells and networks left (of this shard) and the wall time they will take here.
+fn print_plan(
+    args: &GridArgs,
+    profile: &ValidProfile,
+    results: &Path,
+    cells: &[eidn::experiment::Cell],
+) -> Result<()> {
+    let mine: Vec<_> = cells
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.shard.is_none_or(|s| s.takes(*i)))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let counted = select(&read_records(results)?, profile)?.counted;
+    let plan = Plan::new(&mine, &counted, |c| {
+        results
+            .join("encoders")
+            .join(c.id())
+            .join("eidn.json")
+            .is_file()
+    });
+    let per_step = plan.calibrate(&parse_device(&args.device)?)?;
+    for line in plan.describe(&per_step, &args.profile) {
+        eprintln!("{line}");
+    }
+    Ok(())
 }
 
 fn write_report(results: &Path, out: &Path, profile: Option<ValidProfile>) -> Result<()> {

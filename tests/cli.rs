@@ -111,6 +111,15 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
     let (code, _, err) = run(eidn(empty.path()).args(["reproduce", "--device", "gpu"]));
     assert_eq!(code, Some(2));
     assert!(err.contains("cpu, cuda or cuda:N"), "{err}");
+    // --dry-run: the plan and the estimate, nothing fetched or written (no data here).
+    let results = empty.path().join("dry");
+    let (code, _, err) = run(eidn(empty.path())
+        .args(["reproduce", "--profile", "ci", "--dry-run", "--results"])
+        .arg(&results));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("plan: ") && err.contains("networks to train"), "{err}");
+    assert!(err.contains("ms (calibrated here)") && err.contains("estimate: "), "{err}");
+    assert!(!results.exists(), "a dry run wrote {}", results.display());
     // A seed the profile does not have would run nothing: an error naming the profile's seeds.
     let (code, _, err) =
         run(eidn(empty.path()).args(["reproduce", "--profile", "ci", "--seeds", "7"]));

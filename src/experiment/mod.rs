@@ -2,6 +2,7 @@
 //! reduces, detects and scores each cell and appends the results to a resumable store that
 //! the `report` module reads.
 
+pub mod cost;
 pub mod profile;
 pub mod runner;
 pub mod select;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use polars::prelude::{CsvWriter, DataFrame, SerWriter};
 use serde::{Deserialize, Serialize};
 
+pub use cost::Plan;
 pub use profile::{Cell, Profile, Shard, StageId, TrainOverride, TrainSpec, ValidProfile};
 pub use runner::{run_profile, RunOptions, RunSummary};
 pub use select::{select, Ignored, Selection};

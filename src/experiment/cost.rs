@@ -1,0 +1,216 @@
+//! What a grid will cost before it starts: the cells and networks left, their training
+//! steps, and the wall time on this machine from a short calibration of the training step
+//! (a few steps on synthetic images of each input shape; the step's cost does not depend on
+//! the pixels).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use candle_core::Device;
+
+use super::{Cell, ExperimentError, Record};
+use crate::data::protocol::Pools;
+use crate::data::{DatasetName, ImageSet};
+use crate::model::Trainer;
+
+/// Scoring the test split and fitting the baselines, on top of training: 6 of 88 minutes in
+/// the quick profile's measured run (2 cores, 2026-11-29).
+const SCORING_OVERHEAD: f64 = 0.07;
+
+/// The network input of a dataset's images.
+pub fn input_shape(dataset: DatasetName) -> [usize; 3] {
+    match dataset {
+        DatasetName::Mnist => [1, 28, 28],
+        DatasetName::Cifar10 => [3, 32, 32],
+        DatasetName::Concrete => {
+            let side = crate::data::concrete::CONCRETE_SIDE;
+            [3, side, side]
+        }
+    }
+}
+
+/// The work left in a grid (or shard).
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub cells: usize,
+    /// Cells with a counted record for every method.
+    pub done: usize,
+    /// (input shape, batch size) -> training steps left.
+    pub steps: BTreeMap<([usize; 3], usize), u64>,
+    /// Cells left whose encoder is not saved yet.
+    pub networks: usize,
+}
+
+impl Plan {
+    /// `cells` against the counted records; `has_encoder` says whether a cell's encoder is
+    /// already saved (then it is not trained again).
+    pub fn new(cells: &[Cell], counted: &[Record], has_encoder: impl Fn(&Cell) -> bool) -> Plan {
+        let mut records: HashMap<&str, usize> = HashMap::new();
+        for r in counted {
+            *records.entry(r.cell.as_str()).or_default() += 1;
+        }
+        let mut plan = Plan {
+            cells: cells.len(),
+            ..Plan::default()
+        };
+        for cell in cells {
+            let id = cell.id();
+            if records.get(id.as_str()).copied().unwrap_or(0) >= cell.methods.len() {
+                plan.done += 1;
+                continue;
+            }
+            if has_encoder(cell) {
+                continue;
+            }
+            plan.networks += 1;
+            let key = (input_shape(cell.protocol.dataset), cell.train.batch_size);
+            *plan.steps.entry(key).or_default() += cell.train.steps() as u64;
+        }
+        plan
+    }
+
+    /// Seconds per training step for each (shape, batch) of the plan, measured here.
+    pub fn calibrate(&self, device: &Device) -> Result<Vec<f64>, ExperimentError> {
+        self.steps
+            .keys()
+            .map(|&(shape, batch)| step_seconds(shape, batch, device))
+            .collect()
+    }
+
+    /// The lines printed before a run (and by `--dry-run`): what is left and how long it
+    /// will take, with `per_step` from `calibrate`.
+    pub fn describe(&self, per_step: &[f64], profile: &str) -> Vec<String> {
+        let total_steps: u64 = self.steps.values().sum();
+        let mut lines = vec![format!(
+            "plan: {} cells ({} done, {} left), {} networks to train, {} training steps",
+            self.cells,
+            self.done,
+            self.cells - self.done,
+            self.networks,
+            total_steps
+        )];
+        let mut training = 0.0;
+        for ((&(shape, batch), &steps), &s) in self.steps.iter().zip(per_step) {
+            training += steps as f64 * s;
+            lines.push(format!(
+                "  {}x{}x{}, {batch} triplets: {steps} steps x {:.1} ms (calibrated here) = {:.1} min",
+                shape[0],
+                shape[1],
+                shape[2],
+                s * 1e3,
+                steps as f64 * s / 60.0
+            ));
+        }
+        let total = training * (1.0 + SCORING_OVERHEAD);
+        lines.push(format!(
+            "estimate: {} on this machine (training, plus ~{:.0} % for scoring and baselines)",
+            duration(total),
+            SCORING_OVERHEAD * 100.0
+        ));
+        if total > 3600.0 {
+            let n = (total / 3600.0).ceil().min(64.0) as usize;
+            lines.push(format!(
+                "to split it over {n} machines (~{} each): eidn reproduce --profile {profile} --shard K/{n}, K = 1..{n}",
+                duration(total / n as f64)
+            ));
+        }
+        lines
+    }
+}
+
+fn duration(seconds: f64) -> String {
+    if seconds < 90.0 {
+        format!("{seconds:.0} s")
+    } else if seconds < 5400.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else {
+        format!("{:.1} h", seconds / 3600.0)
+    }
+}
+
+/// Seconds per training step at `shape` and `batch`: two warm-up steps, then the mean of
+/// three.
+fn step_seconds(shape: [usize; 3], batch: usize, device: &Device) -> Result<f64, ExperimentError> {
+    let images = |n: usize, salt: usize| ImageSet {
+        pixels: (0..n * shape.iter().product::<usize>())
+            .map(|i| ((i * 2654435761 + salt) >> 7) as u8)
+            .collect(),
+        labels: vec![0; n],
+        channels: shape[0],
+        height: shape[1],
+        width: shape[2],
+        class_names: vec!["calibration".into()],
+    };
+    let pools = Pools {
+        normal: images(512, 1),
+        anomalous: images(64, 2),
+    };
+    let params = crate::model::EidnParams {
+        batch_size: batch,
+        ..Default::default()
+    }
+    .check()?;
+    let mut trainer = Trainer::new(&params, &pools, device)?;
+    for _ in 0..2 {
+        trainer.step(&pools)?;
+    }
+    let start = Instant::now();
+    for _ in 0..3 {
+        trainer.step(&pools)?;
+    }
+    Ok(start.elapsed().as_secs_f64() / 3.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::Profile;
+    use std::path::Path;
+
+    const PROFILE: &str = r#"
+        name = "t"
+        description = "x"
+        seeds = [0]
+        [train]
+        epochs = 2
+        steps_per_epoch = 50
+        batch_size = 16
+        [[stage]]
+        id = "table1"
+        dataset = "mnist"
+        classes = [0, 1, 2]
+        ratios = [0.01]
+        [[stage]]
+        id = "table2"
+        dataset = "cifar10"
+        classes = [0]
+        ratios = [0.1]
+        train = { epochs = 3 }
+    "#;
+
+    #[test]
+    fn the_plan_counts_what_is_left() {
+        let p = Profile::parse(PROFILE, Path::new("t.toml")).unwrap();
+        let cells = p.cells(&[]);
+        let done = &cells[0];
+        let (r, d) = done.methods[0];
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "cell": done.id(), "config_hash": "x", "dataset": "mnist", "protocol": "one-vs-rest",
+            "normal_class": 0, "class_name": "0", "anomaly_ratio": 0.01, "seed": 0,
+            "reducer": r, "detector": d, "auc": 0.9, "ap": 0.9, "train_seconds": 1.0,
+            "fit_seconds": 0.0, "score_seconds": 0.0, "n_test": 1, "n_test_anomalies": 1,
+            "data": "exact", "config": {}
+        }))
+        .unwrap();
+        // Class 1's encoder is saved: scored again, not trained again.
+        let plan = Plan::new(&cells, &[record], |c| c.protocol.normal_class == 1);
+        assert_eq!((plan.cells, plan.done, plan.networks), (4, 1, 2));
+        assert_eq!(plan.steps[&([1, 28, 28], 16)], 100);
+        assert_eq!(plan.steps[&([3, 32, 32], 16)], 150);
+        let lines = plan.describe(&[0.06, 0.4], "t");
+        assert!(lines[0].contains("4 cells (1 done, 3 left), 2 networks"), "{lines:?}");
+        // 100 x 0.06 + 150 x 0.4 = 66 s of training, + 7 %.
+        assert!(lines[3].contains("estimate: 71 s"), "{lines:?}");
+        assert_eq!(lines.len(), 4, "no --shard advice under an hour: {lines:?}");
+    }
+}
