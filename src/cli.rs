@@ -39,6 +39,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Score the test set of a saved model's protocol: ROC AUC and average precision.
     Evaluate(EvaluateArgs),
+    /// Score image files or folders with a saved encoder: score and verdict per image.
+    Score(ScoreArgs),
     /// Run a profile's grid (resuming where a previous run stopped), then write its report.
     Reproduce(ReproduceArgs),
     /// Write the markdown report and charts from a results folder (all shards merged).
@@ -164,6 +166,10 @@ pub struct TrainArgs {
     /// Folder for model.safetensors and eidn.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// The score threshold recorded for `eidn score`: flags this fraction of the normal
+    /// training images.
+    #[arg(long, default_value_t = 0.01, value_parser = parse_fpr)]
+    pub fpr: f64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -174,6 +180,47 @@ pub struct TrainArgs {
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A false-positive rate in (0, 1).
+fn parse_fpr(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a false-positive rate in (0, 1), e.g. 0.01"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScoreFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args)]
+pub struct ScoreArgs {
+    /// A folder written by `eidn train`.
+    #[arg(long, value_name = "DIR")]
+    pub model: PathBuf,
+    /// Image files (PNG, JPEG), or folders searched recursively for them.
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Call an image anomalous above this score (default: the threshold `train` calibrated).
+    #[arg(long, conflicts_with = "fpr")]
+    pub threshold: Option<f64>,
+    /// Recalibrate: the threshold that flags this fraction of the normal training images.
+    #[arg(long, value_parser = parse_fpr)]
+    pub fpr: Option<f64>,
+    /// table, csv (path,score,verdict) or json (one object per line).
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ScoreFormat,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Args)]

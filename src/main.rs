@@ -5,6 +5,7 @@
 //! the program quietly with 0, as ripgrep does.
 
 mod cli;
+mod score;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::from(CHECK_FAILED))
             }
         }
+        Command::Score(args) => score::score(&args),
         Command::Evaluate(args) => {
             let device = parse_device(&args.device)?;
             let model = Eidn::load(&args.model, &device)?;
@@ -444,6 +446,7 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         protocol: Some(protocol),
         reference_ops: args.reference_ops,
         data: status,
+        calibrate_fpr: Some(args.fpr),
     };
     let model = params.fit(&pools, &device, &options)?;
     model.save(&args.out)?;

@@ -117,8 +117,14 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
         .args(["reproduce", "--profile", "ci", "--dry-run", "--results"])
         .arg(&results));
     assert_eq!(code, Some(0), "{err}");
-    assert!(err.contains("plan: ") && err.contains("networks to train"), "{err}");
-    assert!(err.contains("ms (calibrated here)") && err.contains("estimate: "), "{err}");
+    assert!(
+        err.contains("plan: ") && err.contains("networks to train"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ms (calibrated here)") && err.contains("estimate: "),
+        "{err}"
+    );
     assert!(!results.exists(), "a dry run wrote {}", results.display());
     // A seed the profile does not have would run nothing: an error naming the profile's seeds.
     let (code, _, err) =

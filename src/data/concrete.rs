@@ -12,7 +12,6 @@
 
 use std::path::{Path, PathBuf};
 
-use image::imageops::FilterType;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
@@ -199,23 +198,9 @@ fn decode_all(files: &[(PathBuf, u64, u8)]) -> Result<ImageSet, DataError> {
     })
 }
 
-/// Decodes one image, resizes it to 32x32 RGB and writes it as CHW into `dst`.
+/// Decodes one image, resized to 32x32 RGB, as CHW into `dst`.
 fn decode_one(path: &Path, dst: &mut [u8]) -> Result<(), DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    check_jpeg_complete(path, &bytes)?;
-    let img = image::load_from_memory(&bytes).map_err(|error| DataError::Image {
-        path: path.to_path_buf(),
-        error,
-    })?;
-    let side = CONCRETE_SIDE as u32;
-    let small = image::imageops::resize(&img.to_rgb8(), side, side, FilterType::Triangle);
-    let plane = CONCRETE_SIDE * CONCRETE_SIDE;
-    for (i, px) in small.pixels().enumerate() {
-        for c in 0..CHANNELS {
-            dst[c * plane + i] = px.0[c];
-        }
-    }
-    Ok(())
+    super::images::decode_into(path, [CHANNELS, CONCRETE_SIDE, CONCRETE_SIDE], dst)
 }
 
 /// The `image` crate decodes a JPEG cut short without complaint (it pads the missing scan),

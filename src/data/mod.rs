@@ -10,6 +10,7 @@ pub mod concrete;
 mod error;
 pub mod fetch;
 pub(crate) mod files;
+pub mod images;
 pub mod manifest;
 pub mod mnist;
 pub mod protocol;

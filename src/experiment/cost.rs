@@ -208,7 +208,10 @@ mod tests {
         assert_eq!(plan.steps[&([1, 28, 28], 16)], 100);
         assert_eq!(plan.steps[&([3, 32, 32], 16)], 150);
         let lines = plan.describe(&[0.06, 0.4], "t");
-        assert!(lines[0].contains("4 cells (1 done, 3 left), 2 networks"), "{lines:?}");
+        assert!(
+            lines[0].contains("4 cells (1 done, 3 left), 2 networks"),
+            "{lines:?}"
+        );
         // 100 x 0.06 + 150 x 0.4 = 66 s of training, + 7 %.
         assert!(lines[3].contains("estimate: 71 s"), "{lines:?}");
         assert_eq!(lines.len(), 4, "no --shard advice under an hour: {lines:?}");

@@ -350,6 +350,7 @@ fn encoder_for(
         protocol: Some(cell.protocol.clone()),
         reference_ops: false,
         data: Some(data_status.to_string()),
+        calibrate_fpr: None,
     };
     let model = params.check()?.fit(pools, device, &options)?;
     model.save(&dir)?;

@@ -152,6 +152,70 @@ pub struct EidnConfig {
     /// "unverified", "checksum mismatch"); absent for pools built by hand.
     #[serde(default)]
     pub data: Option<String>,
+    /// The score threshold `eidn train` sets (absent for the grid's encoders).
+    #[serde(default)]
+    pub calibration: Option<Calibration>,
+}
+
+/// A score threshold calibrated on the normal training images: a new image scoring above
+/// it is called anomalous. The training normals' score quantiles are kept so that another
+/// false-positive rate can be chosen at scoring time without the training data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// The target false-positive rate on the normal training images, and its threshold.
+    pub fpr: f64,
+    pub threshold: f64,
+    /// Scores of the normal training images at quantiles 0, 1/1000, ..., 1.
+    pub quantiles: Vec<f64>,
+}
+
+impl Calibration {
+    /// From the normal training images' scores; `fpr` in (0, 1).
+    pub fn new(mut normal_scores: Vec<f64>, fpr: f64) -> Result<Calibration, ModelError> {
+        check_fpr(fpr)?;
+        if normal_scores.is_empty() || normal_scores.iter().any(|s| !s.is_finite()) {
+            return Err(ModelError::InvalidParams(
+                "calibration needs finite scores of at least one normal image".into(),
+            ));
+        }
+        normal_scores.sort_by(f64::total_cmp);
+        let quantiles = (0..=1000)
+            .map(|i| quantile(&normal_scores, i as f64 / 1000.0))
+            .collect();
+        let mut c = Calibration {
+            fpr,
+            threshold: 0.0,
+            quantiles,
+        };
+        c.threshold = c.threshold_at(fpr)?;
+        Ok(c)
+    }
+
+    /// The score above which a fraction `fpr` of the normal training images lie.
+    pub fn threshold_at(&self, fpr: f64) -> Result<f64, ModelError> {
+        check_fpr(fpr)?;
+        Ok(quantile(&self.quantiles, 1.0 - fpr))
+    }
+}
+
+fn check_fpr(fpr: f64) -> Result<(), ModelError> {
+    if fpr > 0.0 && fpr < 1.0 {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidParams(format!(
+            "false-positive rate {fpr} must be in (0, 1)"
+        )))
+    }
+}
+
+/// The `p`-quantile of sorted values, linear between neighbours (numpy's default).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    let at = p * (sorted.len() - 1) as f64;
+    let (lo, frac) = (at.floor() as usize, at.fract());
+    match sorted.get(lo + 1) {
+        Some(&hi) => sorted[lo] + frac * (hi - sorted[lo]),
+        None => sorted[lo],
+    }
 }
 
 /// A trained EIDN encoder.
@@ -172,6 +236,9 @@ pub struct TrainOptions {
     pub reference_ops: bool,
     /// The data copy's verification status, recorded in `eidn.json`.
     pub data: Option<String>,
+    /// Calibrate a score threshold at this false-positive rate on the normal training
+    /// images (after training; it does not change the network).
+    pub calibrate_fpr: Option<f64>,
 }
 
 impl EidnValidParams {
@@ -226,7 +293,7 @@ impl EidnValidParams {
             config: encoder_config,
             ..
         } = trainer;
-        Ok(Eidn {
+        let mut model = Eidn {
             encoder,
             varmap,
             device: device.clone(),
@@ -240,8 +307,14 @@ impl EidnValidParams {
                 train_seconds: start.elapsed().as_secs_f64(),
                 epoch_loss,
                 data: options.data.clone(),
+                calibration: None,
             },
-        })
+        };
+        if let Some(fpr) = options.calibrate_fpr {
+            let scores = model.score(&pools.normal)?;
+            model.config.calibration = Some(Calibration::new(scores, fpr)?);
+        }
+        Ok(model)
     }
 }
 
@@ -543,5 +616,26 @@ pub fn parse_device(name: &str) -> Result<Device, ModelError> {
             };
             Ok(Device::new_cuda(ordinal)?)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// numpy: np.quantile(np.arange(1, 101), [0.99, 0.5, 0.0]) = [99.01, 50.5, 1.0].
+    #[test]
+    fn calibration_is_numpy_linear_quantile() {
+        let scores: Vec<f64> = (1..=100).rev().map(f64::from).collect();
+        let c = Calibration::new(scores, 0.01).unwrap();
+        assert!((c.threshold - 99.01).abs() < 1e-9, "{}", c.threshold);
+        assert!((c.threshold_at(0.5).unwrap() - 50.5).abs() < 1e-9);
+        assert_eq!(c.quantiles[0], 1.0);
+        assert_eq!(c.quantiles[1000], 100.0);
+        for bad in [0.0, 1.0, f64::NAN, -0.5] {
+            assert!(c.threshold_at(bad).is_err(), "{bad}");
+        }
+        assert!(Calibration::new(vec![], 0.01).is_err());
+        assert!(Calibration::new(vec![f64::NAN], 0.01).is_err());
     }
 }

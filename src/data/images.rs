@@ -1,0 +1,177 @@
+//! Image files as network input: listing the image files under paths, and decoding one into
+//! the `channels x height x width` u8 layout the loaders produce (grey or RGB, resized with
+//! a triangle filter). Concrete Cracks and `eidn score` both go through here, so an image
+//! is preprocessed the same way wherever it comes from.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::imageops::FilterType;
+use image::{ImageReader, Limits};
+
+use super::concrete::check_jpeg_complete;
+use super::DataError;
+
+/// File extensions read as images (lower case).
+pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+
+/// Larger images are refused before decoding (a 20000 x 20000 RGB image is 1.2 GB).
+pub const MAX_SIDE: u32 = 8192;
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The image files among `paths`: files as given (whatever their extension), folders
+/// walked recursively for files with an image extension, sorted. Other files found in
+/// folders are returned second, to be reported as skipped.
+pub fn list_images(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
+    let mut images = Vec::new();
+    let mut skipped = Vec::new();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
+        if meta.is_dir() {
+            folders.push(p.clone());
+        } else {
+            images.push(p.clone());
+        }
+    }
+    while let Some(dir) = folders.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| DataError::io(&dir, e))?
+            .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(&dir, e)))
+            .collect::<Result<_, _>>()?;
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                folders.push(path);
+            } else if is_image(&path) {
+                images.push(path);
+            } else {
+                skipped.push(path);
+            }
+        }
+    }
+    images.sort();
+    Ok((images, skipped))
+}
+
+/// Decodes `path` into `dst` as `[channels, height, width]` u8 (channels 1 = grey, 3 = RGB),
+/// resized when its size differs.
+pub fn decode_into(path: &Path, shape: [usize; 3], dst: &mut [u8]) -> Result<(), DataError> {
+    let [channels, height, width] = shape;
+    assert_eq!(dst.len(), channels * height * width, "destination size");
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        check_jpeg_complete(path, &bytes)?;
+    }
+    let bad = |error| DataError::Image {
+        path: path.to_path_buf(),
+        error,
+    };
+    let mut reader = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| DataError::io(path, e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    reader.limits(limits);
+    let img = reader.decode().map_err(bad)?;
+    let (w, h) = (width as u32, height as u32);
+    let plane = height * width;
+    match channels {
+        1 => {
+            let grey = img.to_luma8();
+            let grey = if grey.dimensions() == (w, h) {
+                grey
+            } else {
+                image::imageops::resize(&grey, w, h, FilterType::Triangle)
+            };
+            dst.copy_from_slice(grey.as_raw());
+        }
+        3 => {
+            let rgb = img.to_rgb8();
+            let rgb = if rgb.dimensions() == (w, h) {
+                rgb
+            } else {
+                image::imageops::resize(&rgb, w, h, FilterType::Triangle)
+            };
+            for (i, px) in rgb.pixels().enumerate() {
+                for c in 0..3 {
+                    dst[c * plane + i] = px.0[c];
+                }
+            }
+        }
+        _ => {
+            return Err(DataError::BadHeader {
+                path: path.to_path_buf(),
+                message: format!("{channels} channels: only 1 (grey) or 3 (RGB) images are read"),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// Decodes every path into `shape` on all cores; per path, its pixels or its error.
+pub fn decode_many(paths: &[PathBuf], shape: [usize; 3]) -> Vec<Result<Vec<u8>, DataError>> {
+    let len = shape.iter().product::<usize>();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = paths.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = paths
+            .chunks(per_thread)
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|p| {
+                            let mut dst = vec![0u8; len];
+                            decode_into(p, shape, &mut dst).map(|_| dst)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("image decoder thread panicked"))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grey_and_colour_resized_and_bad_files_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("a.png");
+        image::RgbImage::from_fn(56, 56, |x, _| {
+            image::Rgb([if x < 28 { 0 } else { 255 }, 0, 0])
+        })
+        .save(&png)
+        .unwrap();
+        let mut grey = vec![0u8; 28 * 28];
+        decode_into(&png, [1, 28, 28], &mut grey).unwrap();
+        assert!(grey[0] < 10 && grey[27] > 40, "{:?}", &grey[..28]);
+        let mut rgb = vec![0u8; 3 * 32 * 32];
+        decode_into(&png, [3, 32, 32], &mut rgb).unwrap();
+        assert!(
+            rgb[31] > 250 && rgb[32 * 32 + 31] == 0,
+            "red plane, then green"
+        );
+
+        let text = dir.path().join("notes.txt");
+        std::fs::write(&text, "not an image").unwrap();
+        let err = decode_into(&text, [1, 28, 28], &mut grey)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("notes.txt"), "{err}");
+        let (images, skipped) = list_images(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!((images, skipped), (vec![png], vec![text]));
+    }
+}
