@@ -66,3 +66,7 @@ report profile="quick":
 # (needs `pip install polars pandas pyarrow`).
 read-results report="reports/quick":
     python3 benches/reference/read_results.py {{report}}
+
+# `eidn score` end to end on 10,000 PNG files vs training throughput, in images/s, one run.
+bench-score:
+    cargo bench --bench score_throughput
