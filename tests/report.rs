@@ -228,3 +228,22 @@ fn every_table_matches_hand_computed_values() {
         }
     }
 }
+
+/// A grid that has not run a cell yet still renders: every table says "not yet run".
+#[test]
+fn an_empty_results_folder_renders_as_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    drop(ResultStore::open(&results, None).unwrap());
+    let report = Report::build(&results, Some(profile(PROFILE))).unwrap();
+    assert_eq!(report.frame.height(), 0);
+    let out = dir.path().join("report");
+    report.write(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    close(&md, "| **not yet run** |");
+    close(&md, "`table1` stage on MNIST: 0 of 6 cells: 0 of 2 classes, 0 of 3 seeds complete");
+    close(&md, "| stages complete | none |");
+    assert!(report.terminal_tables().is_ok());
+    let file = std::fs::File::open(out.join("results.parquet")).unwrap();
+    assert_eq!(ParquetReader::new(file).finish().unwrap().height(), 0);
+}
