@@ -241,7 +241,10 @@ fn an_empty_results_folder_renders_as_not_run() {
     report.write(&out).unwrap();
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
     close(&md, "| **not yet run** |");
-    close(&md, "`table1` stage on MNIST: 0 of 6 cells: 0 of 2 classes, 0 of 3 seeds complete");
+    close(
+        &md,
+        "`table1` stage on MNIST: 0 of 6 cells: 0 of 2 classes, 0 of 3 seeds complete",
+    );
     close(&md, "| stages complete | none |");
     assert!(report.terminal_tables().is_ok());
     let file = std::fs::File::open(out.join("results.parquet")).unwrap();
