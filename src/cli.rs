@@ -136,9 +136,9 @@ pub struct RegressArgs {
 pub struct TrainArgs {
     #[arg(long, value_enum)]
     pub dataset: DatasetArg,
-    /// The normal class (label); every other class is anomalous.
-    #[arg(long)]
-    pub normal_class: u8,
+    /// The normal class, by label or name (e.g. 3 or cat); every other class is anomalous.
+    #[arg(long, value_name = "CLASS")]
+    pub normal_class: String,
     /// Labelled training anomalies as a fraction of the normal training images.
     #[arg(long, default_value_t = 0.01)]
     pub anomaly_ratio: f64,

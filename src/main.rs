@@ -409,12 +409,9 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
             args.anomaly_ratio
         );
     }
-    let protocol = OneVsRest::new(
-        args.dataset.into(),
-        args.normal_class,
-        args.anomaly_ratio,
-        args.seed,
-    );
+    let dataset: DatasetName = args.dataset.into();
+    let normal_class = class_label(dataset, &args.normal_class)?;
+    let protocol = OneVsRest::new(dataset, normal_class, args.anomaly_ratio, args.seed);
     let report = match ensure_data(&[protocol.dataset], data_dir, mirror, args.quiet)?.pop() {
         Some(report) => report,
         // Concrete Cracks: not fetched, only checked.
@@ -435,7 +432,7 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         eprintln!(
             "training on {} normal ({}) + {} anomalous images, {} steps of {} triplets",
             pools.normal.len(),
-            data.train.class_names[args.normal_class as usize],
+            data.train.class_names[normal_class as usize],
             pools.anomalous.len(),
             args.epochs * args.steps_per_epoch,
             args.batch_size
@@ -458,6 +455,23 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         );
     }
     report_evaluation(&model, data_dir, args.json)
+}
+
+/// A class given by label or by name.
+fn class_label(dataset: DatasetName, class: &str) -> Result<u8> {
+    let names = dataset.class_names();
+    let label = match class.parse::<usize>() {
+        Ok(label) => Some(label),
+        Err(_) => names.iter().position(|n| n.eq_ignore_ascii_case(class)),
+    };
+    match label {
+        Some(label) if label < names.len() => Ok(label as u8),
+        _ => bail!(
+            "--normal-class {class:?} is not a class of {dataset}: labels 0-{} or names {}",
+            names.len() - 1,
+            names.join(", ")
+        ),
+    }
 }
 
 /// Test ROC AUC and AP of `model` on its protocol's test set.

@@ -111,6 +111,32 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
     let (code, _, err) = run(eidn(empty.path()).args(["reproduce", "--device", "gpu"]));
     assert_eq!(code, Some(2));
     assert!(err.contains("cpu, cuda or cuda:N"), "{err}");
+    // A class by name or label; an unknown one lists the dataset's classes.
+    let class = |name: &str| {
+        run(eidn(empty.path())
+            .args([
+                "train",
+                "--dataset",
+                "cifar10",
+                "--normal-class",
+                name,
+                "--out",
+            ])
+            .arg(empty.path().join("c")))
+    };
+    let (code, _, err) = class("kitten");
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("\"kitten\"") && err.contains("airplane, automobile"),
+        "{err}"
+    );
+    let (_, _, err) = class("Cat");
+    assert!(
+        !err.contains("--normal-class"),
+        "a class name is accepted: {err}"
+    );
+    let (_, _, err) = class("10");
+    assert!(err.contains("labels 0-9"), "{err}");
     // --dry-run: the plan and the estimate, nothing fetched or written (no data here).
     let results = empty.path().join("dry");
     let (code, _, err) = run(eidn(empty.path())
