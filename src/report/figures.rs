@@ -73,8 +73,16 @@ impl Report {
             let rows = f.filter(&(&is(f, "protocol", "one-vs-rest")? & &is_eidn(f)?))?;
             let ours = over_classes(&rows, &["dataset", "anomaly_ratio"])?;
             let paper = self.published.fig5_frame()?;
+            // Every ratio that ran, that the paper gives, or that the profile asks for.
             let mut ratios = f64s(&ours, "anomaly_ratio")?;
             ratios.extend(f64s(&paper, "anomaly_ratio")?);
+            ratios.extend(
+                self.profile
+                    .stages
+                    .iter()
+                    .filter(|s| s.train_anomaly_classes.is_none())
+                    .flat_map(|s| s.ratios.iter().copied()),
+            );
             ratios.sort_by(|a, b| b.total_cmp(a));
             ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
             let mut series = Vec::new();
