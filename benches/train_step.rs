@@ -7,7 +7,7 @@ use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eidn::data::protocol::Pools;
 use eidn::data::ImageSet;
-use eidn::model::{EidnParams, EncoderConfig, Trainer};
+use eidn::model::{Augment, EidnParams, EncoderConfig, Trainer};
 
 fn pools(input: [usize; 3]) -> Pools {
     let make = |n: usize, salt: usize| {
@@ -35,19 +35,35 @@ fn bench_train_step(c: &mut Criterion) {
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));
-    let params = EidnParams::default().check().unwrap();
-    for input in [[1, 28, 28], [3, 32, 32]] {
+    // Each shape plain, then with its augmentation (issue 15: within 1.1x of plain).
+    for (input, augment) in [
+        ([1, 28, 28], Augment::None),
+        ([3, 32, 32], Augment::None),
+        ([1, 28, 28], Augment::Shift { max: 2 }),
+        ([3, 32, 32], Augment::CropFlip { pad: 4 }),
+    ] {
+        let params = EidnParams {
+            augment,
+            ..EidnParams::default()
+        }
+        .check()
+        .unwrap();
         let pools = pools(input);
         let mut trainer = Trainer::new(&params, &pools, &Device::Cpu).unwrap();
         let flops = EncoderConfig::new(input, 2).forward_macs() as f64 * 2.0 * 3.0 * 256.0;
-        eprintln!(
-            "train_step {}x{}x{}: ~{:.2} GFLOP per step (divide by the time per step for GFLOP/s)",
-            input[0],
-            input[1],
-            input[2],
-            flops / 1e9
-        );
-        let name = format!("{}x{}x{}", input[0], input[1], input[2]);
+        if augment.is_none() {
+            eprintln!(
+                "train_step {}x{}x{}: ~{:.2} GFLOP per step (divide by the time per step for GFLOP/s)",
+                input[0],
+                input[1],
+                input[2],
+                flops / 1e9
+            );
+        }
+        let mut name = format!("{}x{}x{}", input[0], input[1], input[2]);
+        if !augment.is_none() {
+            name.push_str(&format!("-{augment}"));
+        }
         group.bench_function(name, |b| b.iter(|| trainer.step(&pools).unwrap()));
     }
     group.finish();

@@ -157,6 +157,10 @@ pub struct TrainArgs {
     pub embed_dim: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// Training-time augmentation: none (the paper), shift:N (digits: up to N pixels), or
+    /// crop-flip:N (natural images: pad N, random crop, left-right flip).
+    #[arg(long, default_value = "none", value_name = "KIND")]
+    pub augment: eidn::model::Augment,
     /// Seeds the anomaly draw, the weights and the triplet sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -401,6 +401,7 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         steps_per_epoch: args.steps_per_epoch,
         batch_size: args.batch_size,
         seed: args.seed,
+        augment: args.augment,
     }
     .check()?;
     if !(args.anomaly_ratio > 0.0 && args.anomaly_ratio <= 100.0) {

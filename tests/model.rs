@@ -7,7 +7,7 @@ use candle_core::{Device, Tensor, Var};
 use eidn::data::protocol::{OneVsRest, Pools};
 use eidn::data::{load, DatasetName, ImageSet};
 use eidn::metrics::roc_auc;
-use eidn::model::{triplet_loss, Eidn, EidnParams, ModelError, TrainOptions};
+use eidn::model::{triplet_loss, Augment, Eidn, EidnParams, ModelError, TrainOptions};
 
 /// Normal images are dark noise, anomalies carry a bright square: separable, but only by
 /// learning where to look.
@@ -133,6 +133,54 @@ fn same_seed_same_model_and_save_load_round_trip() {
     std::fs::write(dir.path().join("model.safetensors"), b"garbage").unwrap();
     let err = Eidn::load(dir.path(), &Device::Cpu).err().unwrap();
     assert!(err.to_string().contains("model.safetensors"), "{err}");
+}
+
+/// Issue 15 item 1: augmentation is seeded (same seed, same model), changes what is learned,
+/// still learns the toy problem, and is recorded in eidn.json (absent when off).
+#[test]
+fn augmentation_is_seeded_recorded_and_still_learns() {
+    let pools = toy_pools(64, 16);
+    let aug = |seed| EidnParams {
+        epochs: 4,
+        steps_per_epoch: 50,
+        augment: Augment::Shift { max: 1 },
+        ..small(seed, 50)
+    };
+    let a = fit(aug(3), &pools);
+    let b = fit(aug(3), &pools);
+    let plain = fit(
+        EidnParams {
+            epochs: 4,
+            ..small(3, 50)
+        },
+        &pools,
+    );
+    let sa = a.score(&pools.normal).unwrap();
+    assert_eq!(
+        sa,
+        b.score(&pools.normal).unwrap(),
+        "same seed must be bit-identical"
+    );
+    assert_ne!(sa, plain.score(&pools.normal).unwrap());
+    let scores: Vec<f64> = sa
+        .iter()
+        .copied()
+        .chain(a.score(&pools.anomalous).unwrap())
+        .collect();
+    let labels: Vec<bool> = (0..scores.len()).map(|i| i >= pools.normal.len()).collect();
+    assert!(roc_auc(&scores, &labels).unwrap() > 0.95);
+    let dir = tempfile::tempdir().unwrap();
+    a.save(dir.path()).unwrap();
+    let json = std::fs::read_to_string(dir.path().join("eidn.json")).unwrap();
+    assert!(json.contains("\"augment\": \"shift:1\""), "{json}");
+    plain.save(dir.path()).unwrap();
+    let json = std::fs::read_to_string(dir.path().join("eidn.json")).unwrap();
+    assert!(!json.contains("augment"), "off is not written: {json}");
+    let too_far = EidnParams {
+        augment: Augment::CropFlip { pad: 40 },
+        ..EidnParams::default()
+    };
+    assert!(too_far.check().is_err());
 }
 
 #[test]

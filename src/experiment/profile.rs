@@ -10,7 +10,7 @@ use super::ExperimentError;
 use crate::data::protocol::OneVsRest;
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
-use crate::model::EidnParams;
+use crate::model::{Augment, EidnParams};
 use crate::reduce::ReducerKind;
 
 /// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
@@ -33,6 +33,9 @@ pub struct TrainSpec {
     pub lr: f64,
     #[serde(default = "default_embed_dim")]
     pub embed_dim: usize,
+    /// Training-time augmentation (`shift:N`, `crop-flip:N`); absent = none, as the paper.
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
 }
 
 fn default_margin() -> f64 {
@@ -56,6 +59,7 @@ pub struct TrainOverride {
     pub margin: Option<f64>,
     pub lr: Option<f64>,
     pub embed_dim: Option<usize>,
+    pub augment: Option<Augment>,
 }
 
 impl TrainOverride {
@@ -68,6 +72,7 @@ impl TrainOverride {
             margin: self.margin.unwrap_or(base.margin),
             lr: self.lr.unwrap_or(base.lr),
             embed_dim: self.embed_dim.unwrap_or(base.embed_dim),
+            augment: self.augment.unwrap_or(base.augment),
         }
     }
 }
@@ -80,6 +85,7 @@ impl TrainSpec {
             lr: self.lr,
             epochs: self.epochs,
             steps_per_epoch: self.steps_per_epoch,
+            augment: self.augment,
             batch_size: self.batch_size,
             seed,
         }
@@ -321,6 +327,9 @@ impl Cell {
             t.lr,
             t.embed_dim
         );
+        if !t.augment.is_none() {
+            id.push_str(&format!("-aug{}", t.augment.to_string().replace(':', "")));
+        }
         if let Some(k) = &p.train_anomaly_classes {
             id.push_str(&format!("-seen{}", join_classes(k)));
         }
@@ -515,6 +524,50 @@ mod tests {
         assert!(err(&TINY.replace("ratios = [0.05, 0.01]", "ratios = []")).contains("ratios"));
         assert!(err(&TINY.replace("\"lof\"", "\"knn\"")).contains("x.toml"));
         assert!(err(&TINY.replace("batch_size = 4", "batch_size = 0")).contains("batch_size"));
+    }
+
+    /// Issue 15: augmentation is part of a cell's id and training record when on, and
+    /// absent when off (ids and record hashes of existing results do not change).
+    #[test]
+    fn augmentation_in_ids_only_when_on() {
+        let text = r#"
+            name = "a"
+            description = "x"
+            seeds = [0]
+            [train]
+            epochs = 1
+            steps_per_epoch = 10
+            batch_size = 8
+            [[stage]]
+            id = "table2"
+            dataset = "cifar10"
+            classes = [3]
+            ratios = [0.1]
+            [[stage]]
+            id = "fig5"
+            dataset = "cifar10"
+            classes = [3]
+            ratios = [0.1]
+            train = { augment = "crop-flip:4" }
+        "#;
+        let p = Profile::parse(text, Path::new("a.toml")).unwrap();
+        let ids: Vec<String> = p.cells(&[]).iter().map(Cell::id).collect();
+        assert_eq!(
+            ids,
+            [
+                "cifar10-c3-r0.1-s0-e1x10-b8-m0.2-lr0.001-l2",
+                "cifar10-c3-r0.1-s0-e1x10-b8-m0.2-lr0.001-l2-augcrop-flip4"
+            ]
+        );
+        let plain = serde_json::to_value(&p.cells(&[])[0].train).unwrap();
+        assert!(plain.get("augment").is_none(), "{plain}");
+        let on = &p.cells(&[])[1];
+        assert_eq!(on.train.params(0).augment, Augment::CropFlip { pad: 4 });
+        assert!(Profile::parse(
+            &text.replace("crop-flip:4", "crop-flip:99"),
+            Path::new("a.toml")
+        )
+        .is_err());
     }
 
     /// Issue 10 item 1: stages that differ only in a training setting are different cells,

@@ -5,6 +5,7 @@
 //! into [`EidnValidParams`] once, whose `fit` trains and returns a fitted [`Eidn`] that
 //! embeds and scores images and saves/loads as safetensors plus a JSON config.
 
+mod augment;
 mod encoder;
 pub mod fast;
 mod loss;
@@ -17,11 +18,14 @@ use std::time::Instant;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
 use crate::data::protocol::{OneVsRest, Pools};
 use crate::data::ImageSet;
 
+pub use augment::Augment;
 pub use encoder::{max_pool2x2, Encoder, EncoderConfig};
 pub use loss::triplet_loss;
 pub use sampler::{Pick, TripletBatch, TripletSampler};
@@ -66,6 +70,9 @@ pub struct EidnParams {
     /// Triplets per step (2x this many images go through f).
     pub batch_size: usize,
     pub seed: u64,
+    /// Training-time augmentation (off, as in the paper).
+    #[serde(default, skip_serializing_if = "Augment::is_none")]
+    pub augment: Augment,
 }
 
 impl Default for EidnParams {
@@ -78,6 +85,7 @@ impl Default for EidnParams {
             steps_per_epoch: 100,
             batch_size: 128,
             seed: 0,
+            augment: Augment::None,
         }
     }
 }
@@ -122,6 +130,15 @@ impl EidnParams {
                 "batch_size {} must be at most {MAX_BATCH_SIZE}",
                 self.batch_size
             ));
+        }
+        if let Augment::Shift { max: n } | Augment::CropFlip { pad: n } = self.augment {
+            if !(1..=augment::MAX_SHIFT).contains(&n) {
+                return bad(format!(
+                    "augmentation {} must shift by 1..={} pixels",
+                    self.augment,
+                    augment::MAX_SHIFT
+                ));
+            }
         }
         match self.epochs.checked_mul(self.steps_per_epoch) {
             Some(steps) if steps <= MAX_STEPS => {}
@@ -402,7 +419,7 @@ impl Trainer {
             config,
             opt,
             sampler,
-            batch: BatchBuffer::new(p.batch_size, input, p.embed_dim),
+            batch: BatchBuffer::new(p.batch_size, input, p.embed_dim, p.augment, p.seed),
             device: device.clone(),
             margin: p.margin,
             batch_size: p.batch_size,
@@ -455,10 +472,13 @@ struct BatchBuffer {
     negatives: Vec<u32>,
     input: [usize; 3],
     embed_dim: usize,
+    augment: Augment,
+    /// Augmentation draws: a stream of its own, from the run's seed.
+    rng: Xoshiro256PlusPlus,
 }
 
 impl BatchBuffer {
-    fn new(m: usize, input: [usize; 3], embed_dim: usize) -> Self {
+    fn new(m: usize, input: [usize; 3], embed_dim: usize, augment: Augment, seed: u64) -> Self {
         let image_len = input.iter().product::<usize>();
         BatchBuffer {
             images: Vec::with_capacity(2 * m * image_len),
@@ -468,6 +488,8 @@ impl BatchBuffer {
             negatives: Vec::with_capacity(m),
             input,
             embed_dim,
+            augment,
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ 0xA5A5_5A5A_C3C3_3C3C),
         }
     }
 
@@ -489,6 +511,7 @@ impl BatchBuffer {
         ] {
             for &pick in picks {
                 let next = self.rows.len() as u32;
+                let (input, augment, rng) = (self.input, self.augment, &mut self.rng);
                 let row = *self.rows.entry(pick).or_insert_with(|| {
                     let pool = if pick.anomalous {
                         &pools.anomalous
@@ -497,7 +520,12 @@ impl BatchBuffer {
                     };
                     let start = self.images.len();
                     self.images.resize(start + image_len, 0.0);
-                    pool.image_f32_into(pick.index, &mut self.images[start..]);
+                    augment.apply(
+                        pool.image(pick.index),
+                        input,
+                        rng,
+                        &mut self.images[start..],
+                    );
                     next
                 });
                 rows.push(row);
