@@ -10,22 +10,9 @@ use eidn::data::ImageSet;
 use eidn::model::{Augment, EidnParams, EncoderConfig, Trainer};
 
 fn pools(input: [usize; 3]) -> Pools {
-    let make = |n: usize, salt: usize| {
-        let len = n * input.iter().product::<usize>();
-        ImageSet {
-            pixels: (0..len)
-                .map(|i| ((i * 2654435761 + salt) >> 7) as u8)
-                .collect(),
-            labels: vec![0; n],
-            channels: input[0],
-            height: input[1],
-            width: input[2],
-            class_names: vec!["x".into()],
-        }
-    };
     Pools {
-        normal: make(1000, 1),
-        anomalous: make(100, 2),
+        normal: ImageSet::synthetic(1000, input, 1),
+        anomalous: ImageSet::synthetic(100, input, 2),
     }
 }
 

@@ -165,29 +165,14 @@ fn fingerprint(files: &[(PathBuf, u64, u8)]) -> [u8; 32] {
     h.finalize().into()
 }
 
-/// Decodes and resizes every image on all cores.
+/// Decodes and resizes every image on all cores; the first bad file is the error.
 fn decode_all(files: &[(PathBuf, u64, u8)]) -> Result<ImageSet, DataError> {
-    let image_len = CHANNELS * CONCRETE_SIDE * CONCRETE_SIDE;
-    let mut pixels = vec![0u8; files.len() * image_len];
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per_thread = files.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(per_thread)
-            .zip(pixels.chunks_mut(per_thread * image_len))
-            .map(|(chunk, out)| {
-                s.spawn(move || -> Result<(), DataError> {
-                    for ((path, _, _), dst) in chunk.iter().zip(out.chunks_exact_mut(image_len)) {
-                        decode_one(path, dst)?;
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().expect("JPEG decoder thread panicked"))
-    })?;
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.0.clone()).collect();
+    let shape = [CHANNELS, CONCRETE_SIDE, CONCRETE_SIDE];
+    let mut pixels = Vec::with_capacity(files.len() * shape.iter().product::<usize>());
+    for image in super::images::decode_many(&paths, shape) {
+        pixels.extend(image?);
+    }
     Ok(ImageSet {
         pixels,
         labels: files.iter().map(|f| f.2).collect(),
@@ -196,11 +181,6 @@ fn decode_all(files: &[(PathBuf, u64, u8)]) -> Result<ImageSet, DataError> {
         width: CONCRETE_SIDE,
         class_names: class_names(),
     })
-}
-
-/// Decodes one image, resized to 32x32 RGB, as CHW into `dst`.
-fn decode_one(path: &Path, dst: &mut [u8]) -> Result<(), DataError> {
-    super::images::decode_into(path, [CHANNELS, CONCRETE_SIDE, CONCRETE_SIDE], dst)
 }
 
 /// The `image` crate decodes a JPEG cut short without complaint (it pads the missing scan),

@@ -131,19 +131,9 @@ fn duration(seconds: f64) -> String {
 /// Seconds per training step at `shape` and `batch`: two warm-up steps, then the mean of
 /// three.
 fn step_seconds(shape: [usize; 3], batch: usize, device: &Device) -> Result<f64, ExperimentError> {
-    let images = |n: usize, salt: usize| ImageSet {
-        pixels: (0..n * shape.iter().product::<usize>())
-            .map(|i| ((i * 2654435761 + salt) >> 7) as u8)
-            .collect(),
-        labels: vec![0; n],
-        channels: shape[0],
-        height: shape[1],
-        width: shape[2],
-        class_names: vec!["calibration".into()],
-    };
     let pools = Pools {
-        normal: images(512, 1),
-        anomalous: images(64, 2),
+        normal: ImageSet::synthetic(512, shape, 1),
+        anomalous: ImageSet::synthetic(64, shape, 2),
     };
     let params = crate::model::EidnParams {
         batch_size: batch,

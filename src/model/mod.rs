@@ -682,16 +682,7 @@ mod tests {
     use super::*;
 
     fn synthetic(n: usize, salt: usize) -> ImageSet {
-        ImageSet {
-            pixels: (0..n * 784)
-                .map(|i| ((i * 2654435761 + salt) >> 7) as u8)
-                .collect(),
-            labels: vec![0; n],
-            channels: 1,
-            height: 28,
-            width: 28,
-            class_names: vec!["x".into()],
-        }
+        ImageSet::synthetic(n, [1, 28, 28], salt)
     }
 
     /// Issue 14 item 1: embedding each distinct image once and gathering gives the loss and
