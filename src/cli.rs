@@ -26,6 +26,10 @@ pub struct Cli {
     /// (files are fetched as <URL>/<dataset>/<file name>).
     #[arg(long, global = true, value_name = "URL", env = "EIDN_DATA_MIRROR")]
     pub data_mirror: Option<String>,
+    /// A TOML file declaring your own datasets (read besides datasets.toml in the data
+    /// directory); see the README's "Your own images".
+    #[arg(long, global = true, value_name = "FILE")]
+    pub datasets: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -134,10 +138,13 @@ pub struct RegressArgs {
 
 #[derive(Args)]
 pub struct TrainArgs {
-    #[arg(long, value_enum)]
-    pub dataset: DatasetArg,
-    /// The normal class, by label or name (e.g. 3 or cat); every other class is anomalous.
-    #[arg(long, value_name = "CLASS")]
+    /// mnist, cifar10, concrete, a dataset declared in datasets.toml, or folder:PATH /
+    /// idx:PATH.
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
+    /// The normal class, by label or name (e.g. 3 or cat), or several (good,ok); every
+    /// other class is anomalous.
+    #[arg(long, value_name = "CLASS[,CLASS...]")]
     pub normal_class: String,
     /// Labelled training anomalies as a fraction of the normal training images.
     #[arg(long, default_value_t = 0.01)]
@@ -238,23 +245,6 @@ pub struct EvaluateArgs {
     pub json: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DatasetArg {
-    Mnist,
-    Cifar10,
-    Concrete,
-}
-
-impl From<DatasetArg> for DatasetName {
-    fn from(d: DatasetArg) -> Self {
-        match d {
-            DatasetArg::Mnist => DatasetName::Mnist,
-            DatasetArg::Cifar10 => DatasetName::Cifar10,
-            DatasetArg::Concrete => DatasetName::Concrete,
-        }
-    }
-}
-
 #[derive(Subcommand)]
 pub enum DataCommand {
     /// Check every file against the manifest's SHA-256 and count records per split and class;
@@ -262,31 +252,47 @@ pub enum DataCommand {
     Verify(VerifyArgs),
     /// Download missing files from their canonical sources, checking size and SHA-256.
     Fetch(FetchArgs),
+    /// Write a small made-up folder dataset (circles are normal; squares and triangles are
+    /// defects) to try your-own-images commands on.
+    Example(ExampleArgs),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Which {
-    Mnist,
-    Cifar10,
-    Concrete,
-    All,
+#[derive(Args)]
+pub struct ExampleArgs {
+    /// Folder to write `circle/`, `square/` and `triangle/` into.
+    pub dir: PathBuf,
+    /// Images per class: circles, squares, triangles.
+    #[arg(long, default_value = "400,40,40", value_parser = parse_counts, value_name = "C,S,T")]
+    pub counts: [usize; 3],
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
-impl Which {
-    pub fn datasets(self) -> Vec<DatasetName> {
-        match self {
-            Which::Mnist => vec![DatasetName::Mnist],
-            Which::Cifar10 => vec![DatasetName::Cifar10],
-            Which::Concrete => vec![DatasetName::Concrete],
-            Which::All => DatasetName::ALL.to_vec(),
-        }
+/// Three comma-separated counts.
+fn parse_counts(s: &str) -> Result<[usize; 3], String> {
+    let parts: Vec<usize> = s
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{s:?}: {e}"))?;
+    <[usize; 3]>::try_from(parts).map_err(|_| format!("{s:?}: give three counts, e.g. 400,40,40"))
+}
+
+/// `--dataset` of `data verify` / `data fetch`: a name, or all of them.
+pub fn datasets_named(which: &str) -> Result<Vec<DatasetName>, eidn::data::DataError> {
+    if which == "all" {
+        let mut all = DatasetName::BUILTIN.to_vec();
+        all.extend(eidn::data::catalog::declared());
+        return Ok(all);
     }
+    Ok(vec![DatasetName::resolve(which)?])
 }
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    pub dataset: Which,
+    /// mnist, cifar10, concrete, a declared dataset, folder:PATH, idx:PATH, or all.
+    #[arg(long, default_value = "all", value_name = "NAME")]
+    pub dataset: String,
     /// Print one JSON array (an object per dataset) instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -294,8 +300,9 @@ pub struct VerifyArgs {
 
 #[derive(Args)]
 pub struct FetchArgs {
-    #[arg(long, value_enum, default_value = "all")]
-    pub dataset: Which,
+    /// mnist, cifar10, concrete or all (your own datasets are not downloaded).
+    #[arg(long, default_value = "all", value_name = "NAME")]
+    pub dataset: String,
     /// Download this dataset's files from this URL instead (as <URL>/<file name>).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,

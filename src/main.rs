@@ -16,10 +16,11 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use comfy_table::{presets, Cell, Table};
 
-use cli::{Cli, Command, DataCommand, FetchArgs, GridArgs, TrainArgs};
+use cli::{datasets_named, Cli, Command, DataCommand, FetchArgs, GridArgs, TrainArgs};
+use eidn::data::catalog::{declare_all, declare_spec};
 use eidn::data::fetch::{fetch_dataset, urls_for, FetchOptions, FileOutcome};
 use eidn::data::manifest::Manifest;
-use eidn::data::protocol::OneVsRest;
+use eidn::data::protocol::{parse_classes, OneVsRest};
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 use eidn::data::{load, resolve_data_dir, DatasetName};
 use eidn::experiment::{
@@ -72,12 +73,12 @@ fn code(ok: bool) -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     let (data_dir, source) = resolve_data_dir(cli.data_dir.as_deref());
     let mirror = cli.data_mirror.as_deref();
+    // The user's datasets are known before any command looks a name up.
+    declare_all(&data_dir, cli.datasets.as_deref())?;
     match cli.command {
         Command::Data(DataCommand::Verify(args)) => {
             let manifest = Manifest::builtin();
-            let reports: Vec<DatasetReport> = args
-                .dataset
-                .datasets()
+            let reports: Vec<DatasetReport> = datasets_named(&args.dataset)?
                 .into_iter()
                 .map(|d| verify(d, &data_dir, &manifest))
                 .collect();
@@ -92,6 +93,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(code(reports.iter().all(|r| r.status.usable())))
         }
         Command::Data(DataCommand::Fetch(args)) => fetch(&args, &data_dir),
+        Command::Data(DataCommand::Example(args)) => {
+            let counts = args.counts;
+            eidn::data::example::write_shapes(&args.dir, counts, args.seed)?;
+            out!(
+                "wrote {} circles, {} squares and {} triangles (28x28 grey) under {}",
+                counts[0],
+                counts[1],
+                counts[2],
+                args.dir.display()
+            )?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Train(args) => train(&args, &data_dir, mirror),
         Command::Reproduce(args) => {
             let profile = Profile::resolve(&args.grid.profile)?;
@@ -193,8 +206,8 @@ fn check_writable(dir: &Path) -> Result<()> {
 
 /// Makes sure each built-in dataset the run needs is here, fetching missing ones
 /// (checksummed, resumable) from their sources or `mirror`; returns their verification
-/// reports. Concrete Cracks is left alone: it needs unpacking by hand, and the grid skips
-/// its cells when it is absent.
+/// reports. Concrete Cracks is left alone (it needs unpacking by hand, and the grid skips
+/// its cells when it is absent), and so are the user's own datasets.
 fn ensure_data(
     datasets: &[DatasetName],
     data_dir: &Path,
@@ -204,7 +217,7 @@ fn ensure_data(
     let manifest = Manifest::builtin();
     let mut reports = Vec::new();
     for &name in datasets {
-        if name == DatasetName::Concrete {
+        if name == DatasetName::Concrete || !name.is_builtin() {
             continue;
         }
         let report = verify(name, data_dir, &manifest);
@@ -372,7 +385,7 @@ fn print_plan(
             .join(c.id())
             .join("eidn.json")
             .is_file()
-    });
+    })?;
     let per_step = plan.calibrate(&parse_device(&args.device)?)?;
     for line in plan.describe(&per_step, &args.profile) {
         eprintln!("{line}");
@@ -410,14 +423,25 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
             args.anomaly_ratio
         );
     }
-    let dataset: DatasetName = args.dataset.into();
-    let normal_class = class_label(dataset, &args.normal_class)?;
-    let protocol = OneVsRest::new(dataset, normal_class, args.anomaly_ratio, args.seed);
+    let dataset = DatasetName::resolve(&args.dataset)?;
+    let names = dataset.class_names()?;
+    let normal = parse_classes(&args.normal_class, &names)
+        .map_err(|e| anyhow::anyhow!("--normal-class {:?}: {e}", args.normal_class))?;
+    let protocol =
+        OneVsRest::new(dataset, normal[0], args.anomaly_ratio, args.seed).with_normal(&normal);
     let report = match ensure_data(&[protocol.dataset], data_dir, mirror, args.quiet)?.pop() {
         Some(report) => report,
-        // Concrete Cracks: not fetched, only checked.
+        // Concrete Cracks and the user's own: not fetched, only checked.
         None => verify(protocol.dataset, data_dir, &Manifest::builtin()),
     };
+    // A mismatch only warns (below); data that does not load is an error now.
+    if matches!(report.status, Status::Missing | Status::Corrupt) {
+        bail!(
+            "{dataset} in {}: {}",
+            report.dir.display(),
+            report.message.as_deref().unwrap_or("does not load")
+        );
+    }
     let status = report.status.label(report.variant.as_deref());
     if report.status == Status::Mismatch {
         eprintln!(
@@ -433,7 +457,7 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         eprintln!(
             "training on {} normal ({}) + {} anomalous images, {} steps of {} triplets",
             pools.normal.len(),
-            data.train.class_names[normal_class as usize],
+            protocol.normal_name(&data.train.class_names),
             pools.anomalous.len(),
             args.epochs * args.steps_per_epoch,
             args.batch_size
@@ -446,7 +470,8 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         data: status,
         calibrate_fpr: Some(args.fpr),
     };
-    let model = params.fit(&pools, &device, &options)?;
+    let mut model = params.fit(&pools, &device, &options)?;
+    model.config.dataset = dataset.declaration().map(|d| d.spec());
     model.save(&args.out)?;
     if !args.quiet {
         eprintln!(
@@ -458,23 +483,6 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
     report_evaluation(&model, data_dir, args.json)
 }
 
-/// A class given by label or by name.
-fn class_label(dataset: DatasetName, class: &str) -> Result<u8> {
-    let names = dataset.class_names();
-    let label = match class.parse::<usize>() {
-        Ok(label) => Some(label),
-        Err(_) => names.iter().position(|n| n.eq_ignore_ascii_case(class)),
-    };
-    match label {
-        Some(label) if label < names.len() => Ok(label as u8),
-        _ => bail!(
-            "--normal-class {class:?} is not a class of {dataset}: labels 0-{} or names {}",
-            names.len() - 1,
-            names.join(", ")
-        ),
-    }
-}
-
 /// Test ROC AUC and AP of `model` on its protocol's test set.
 fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCode> {
     let protocol = model
@@ -482,6 +490,9 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         .protocol
         .clone()
         .context("the model records no data protocol, so its test set is unknown")?;
+    if let Some(spec) = &model.config.dataset {
+        declare_spec(spec, "the model's eidn.json")?;
+    }
     let data = load(protocol.dataset, data_dir, protocol.seed)?;
     let test = protocol.test_set(&data)?;
     let start = Instant::now();
@@ -498,6 +509,8 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             "steps": model.config.steps,
             "dataset": protocol.dataset,
             "normal_class": protocol.normal_class,
+            "normal_classes": protocol.normal_classes(),
+            "normal_name": protocol.normal_name(&data.test.class_names),
             "anomaly_ratio": protocol.anomaly_ratio,
             "seed": protocol.seed,
             "n_test": test.images.len(),
@@ -506,10 +519,9 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         out!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         out!(
-            "{} class {} ({}) at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
+            "{} normal {} at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
             protocol.dataset,
-            protocol.normal_class,
-            data.test.class_names[protocol.normal_class as usize],
+            protocol.normal_name(&data.test.class_names),
             protocol.anomaly_ratio,
             test.images.len(),
             model.config.steps,
@@ -528,7 +540,11 @@ fn fetch(args: &FetchArgs, data_dir: &Path) -> Result<ExitCode> {
         ..FetchOptions::default()
     };
     let mut failed = false;
-    for name in args.dataset.datasets() {
+    for name in datasets_named(&args.dataset)? {
+        if !name.is_builtin() {
+            out!("{name}: your own dataset (declared, not downloaded); `eidn data verify --dataset {name}` checks it")?;
+            continue;
+        }
         let before = verify(name, data_dir, &manifest);
         if before.status.usable() && !args.force {
             out!("{name}: present ({:?}); nothing to fetch", before.status)?;

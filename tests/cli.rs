@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use eidn::data::mnist::encode_idx;
 use eidn::data::ImageSet;
@@ -17,18 +17,7 @@ fn eidn(data: &Path) -> Command {
     c
 }
 
-fn run(c: &mut Command) -> (Option<i32>, String, String) {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = c.output().unwrap();
-    (
-        status.code(),
-        String::from_utf8_lossy(&stdout).into_owned(),
-        String::from_utf8_lossy(&stderr).into_owned(),
-    )
-}
+use common::run;
 
 /// A small MNIST-format folder (raw IDX, so its checksums match nothing on record).
 fn tiny_mnist(dir: &Path) {

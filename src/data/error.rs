@@ -94,6 +94,12 @@ pub enum DataError {
         dir: PathBuf,
         hint: String,
     },
+    #[error("{path}: {message}")]
+    Layout { path: PathBuf, message: String },
+    #[error("unknown dataset {name:?}: {known}")]
+    UnknownDataset { name: String, known: String },
+    #[error("{origin}: {message}")]
+    Declaration { origin: String, message: String },
     #[error("protocol {protocol}: {message}")]
     Protocol { protocol: String, message: String },
     #[error("manifest {path}: {message}")]

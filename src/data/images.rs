@@ -13,7 +13,7 @@ use super::concrete::check_jpeg_complete;
 use super::DataError;
 
 /// File extensions read as images (lower case).
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
+pub const IMAGE_EXTENSIONS: [&str; 6] = ["png", "jpg", "jpeg", "bmp", "tif", "tiff"];
 
 /// Larger images are refused before decoding (a 20000 x 20000 RGB image is 1.2 GB).
 pub const MAX_SIDE: u32 = 8192;

@@ -1,15 +1,20 @@
-//! Datasets: loading MNIST, CIFAR-10 and Concrete Cracks into one in-memory type, checking
-//! them against the manifest, and fetching missing files.
+//! Datasets: loading MNIST, CIFAR-10, Concrete Cracks and a user's own (IDX files or folders
+//! of images, see `catalog`) into one in-memory type, checking them against the manifest or
+//! the declared checksums, and fetching missing built-in files.
 //!
 //! Everything downstream (training, reducers, detectors) sees only [`ImageSet`]: `u8` pixels
 //! in NCHW order plus labels and class names. Pixels stay `u8` until a consumer asks for `f32`
 //! ([`ImageSet::to_f32`]), which keeps CIFAR-10 at 180 MB rather than 720 MB.
 
+pub mod catalog;
 pub mod cifar10;
 pub mod concrete;
 mod error;
+pub mod example;
 pub mod fetch;
 pub(crate) mod files;
+pub mod folder;
+pub mod idx;
 pub mod images;
 pub mod manifest;
 pub mod mnist;
@@ -19,62 +24,50 @@ pub mod verify;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use catalog::{DatasetName, Declaration, Kind};
 pub use cifar10::load as load_cifar10;
 pub use concrete::{load as load_concrete, ConcreteOptions, CONCRETE_SIDE};
 pub use error::DataError;
 pub use files::{sha256_bytes, sha256_file};
+pub use folder::FolderOptions;
 pub use mnist::load as load_mnist;
 
-/// The datasets the paper evaluates on.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum DatasetName {
-    Mnist,
-    Cifar10,
-    Concrete,
-}
-
 impl DatasetName {
-    pub const ALL: [DatasetName; 3] = [
-        DatasetName::Mnist,
-        DatasetName::Cifar10,
-        DatasetName::Concrete,
-    ];
-
-    /// Name used on the command line, in the manifest and as the folder under the data dir.
-    pub fn as_str(self) -> &'static str {
+    /// The class names by label, known without loading the images (CIFAR-10's are those of
+    /// its `batches.meta.txt`, which the loader checks; a folder's are its subfolders).
+    pub fn class_names(self) -> Result<Vec<String>, DataError> {
         match self {
-            DatasetName::Mnist => "mnist",
-            DatasetName::Cifar10 => "cifar10",
-            DatasetName::Concrete => "concrete",
+            DatasetName::Mnist => Ok(mnist::class_names()),
+            DatasetName::Cifar10 => {
+                Ok(cifar10::CLASS_NAMES.iter().map(|s| s.to_string()).collect())
+            }
+            DatasetName::Concrete => Ok(concrete::class_names()),
+            user => {
+                let d = user.declared()?;
+                match &d.kind {
+                    Kind::Idx { classes: Some(c) } => Ok(c.clone()),
+                    Kind::Idx { classes: None } => idx::class_names(&d.path, user),
+                    Kind::Folder(options) => folder::class_names(&d.path, user, options),
+                }
+            }
         }
     }
 
-    /// The class names by label, known without loading the data (CIFAR-10's are those of
-    /// its `batches.meta.txt`, which the loader checks).
-    pub fn class_names(self) -> Vec<String> {
+    /// The network input of the dataset's images, `[channels, height, width]` (a folder
+    /// without a declared size reads its image headers).
+    pub fn input_shape(self) -> Result<[usize; 3], DataError> {
         match self {
-            DatasetName::Mnist => mnist::class_names(),
-            DatasetName::Cifar10 => cifar10::CLASS_NAMES.iter().map(|s| s.to_string()).collect(),
-            DatasetName::Concrete => concrete::class_names(),
+            DatasetName::Mnist => Ok([1, 28, 28]),
+            DatasetName::Cifar10 => Ok([3, 32, 32]),
+            DatasetName::Concrete => Ok([3, CONCRETE_SIDE, CONCRETE_SIDE]),
+            user => {
+                let d = user.declared()?;
+                match &d.kind {
+                    Kind::Idx { .. } => idx::input_shape(&d.path, user),
+                    Kind::Folder(options) => folder::input_shape(&d.path, user, options),
+                }
+            }
         }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-
-    /// Folder of this dataset inside the data directory.
-    pub fn dir(self, data_dir: &Path) -> PathBuf {
-        data_dir.join(self.as_str())
-    }
-}
-
-impl fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -201,14 +194,22 @@ pub struct Dataset {
     pub test: ImageSet,
 }
 
-/// Loads a dataset from its folder under `data_dir` with default options (the Concrete
-/// Cracks split uses `seed`; the other two have fixed splits).
+/// Loads a dataset: a built-in one from its folder under `data_dir`, a user's from its
+/// declared folder. `seed` draws the split where the dataset has none of its own (Concrete
+/// Cracks, folders without train/ and test/); MNIST, CIFAR-10 and IDX sets ignore it.
 pub fn load(name: DatasetName, data_dir: &Path, seed: u64) -> Result<Dataset, DataError> {
     let dir = name.dir(data_dir);
     match name {
         DatasetName::Mnist => load_mnist(&dir),
         DatasetName::Cifar10 => load_cifar10(&dir),
         DatasetName::Concrete => load_concrete(&dir, &ConcreteOptions::new(seed)),
+        user => {
+            let d = user.declared()?;
+            match &d.kind {
+                Kind::Idx { classes } => idx::load(&d.path, user, classes.as_deref()),
+                Kind::Folder(options) => folder::load(&d.path, user, options, seed),
+            }
+        }
     }
 }
 

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{DataError, Dataset, DatasetName, ImageSet};
 
-/// One-vs-rest: class `normal_class` is normal, every other class anomalous. Training keeps
+/// One-vs-rest: class `normal_class` (and any `also_normal`) is normal, every other class
+/// anomalous. Training keeps
 /// every normal training image and `round(anomaly_ratio x |normal|)` anomalies drawn
 /// uniformly without replacement (seeded) from the other classes' training images — or only
 /// from `train_anomaly_classes` when given (the unseen-anomaly test). The test set is the
@@ -16,6 +17,10 @@ use super::{DataError, Dataset, DatasetName, ImageSet};
 pub struct OneVsRest {
     pub dataset: DatasetName,
     pub normal_class: u8,
+    /// Further normal classes (e.g. the good parts of several kinds); empty for the paper's
+    /// one-class protocol, and then not written, so older records read the same.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_normal: Vec<u8>,
     pub anomaly_ratio: f64,
     pub seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,11 +48,44 @@ impl OneVsRest {
         OneVsRest {
             dataset,
             normal_class,
+            also_normal: Vec::new(),
             anomaly_ratio,
             seed,
             train_anomaly_classes: None,
             test_anomaly_classes: None,
         }
+    }
+
+    /// `normal` (at least one label) as the normal set: the first is `normal_class`.
+    pub fn with_normal(mut self, normal: &[u8]) -> Self {
+        self.normal_class = normal[0];
+        self.also_normal = normal[1..].to_vec();
+        self
+    }
+
+    /// Every normal label, `normal_class` first.
+    pub fn normal_classes(&self) -> Vec<u8> {
+        std::iter::once(self.normal_class)
+            .chain(self.also_normal.iter().copied())
+            .collect()
+    }
+
+    pub fn is_normal(&self, label: u8) -> bool {
+        label == self.normal_class || self.also_normal.contains(&label)
+    }
+
+    /// The normal set's name: its class names joined by `+` ("cat", or "screw+nut").
+    pub fn normal_name(&self, class_names: &[String]) -> String {
+        self.normal_classes()
+            .iter()
+            .map(|&c| {
+                class_names
+                    .get(c as usize)
+                    .cloned()
+                    .unwrap_or_else(|| c.to_string())
+            })
+            .collect::<Vec<_>>()
+            .join("+")
     }
 
     fn invalid(&self, message: String) -> DataError {
@@ -63,12 +101,19 @@ impl OneVsRest {
             return Err(self.invalid(format!("given the {} dataset", data.name)));
         }
         let all = std::iter::once(&self.normal_class)
+            .chain(&self.also_normal)
             .chain(self.train_anomaly_classes.iter().flatten())
             .chain(self.test_anomaly_classes.iter().flatten());
         for &c in all {
             if c as usize >= classes {
                 return Err(self.invalid(format!("class {c} out of range (0..{classes})")));
             }
+        }
+        if (0..classes as u8).all(|c| self.is_normal(c)) {
+            return Err(self.invalid(format!(
+                "every class of {} is normal: nothing is left to be an anomaly",
+                self.dataset
+            )));
         }
         if !(self.anomaly_ratio > 0.0 && self.anomaly_ratio.is_finite()) {
             return Err(self.invalid("anomaly ratio must be > 0".into()));
@@ -79,12 +124,13 @@ impl OneVsRest {
     /// Training pools for the triplet sampler.
     pub fn pools(&self, data: &Dataset) -> Result<Pools, DataError> {
         self.check(data)?;
-        let c = self.normal_class;
         let labels = &data.train.labels;
-        let normal: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        let normal: Vec<usize> = (0..labels.len())
+            .filter(|&i| self.is_normal(labels[i]))
+            .collect();
         let candidates: Vec<usize> = (0..labels.len())
             .filter(|&i| {
-                labels[i] != c
+                !self.is_normal(labels[i])
                     && self
                         .train_anomaly_classes
                         .as_ref()
@@ -116,11 +162,10 @@ impl OneVsRest {
     /// The test images and which of them are anomalies.
     pub fn test_set(&self, data: &Dataset) -> Result<TestSet, DataError> {
         self.check(data)?;
-        let c = self.normal_class;
         let labels = &data.test.labels;
         let keep: Vec<usize> = (0..labels.len())
             .filter(|&i| {
-                labels[i] == c
+                self.is_normal(labels[i])
                     || self
                         .test_anomaly_classes
                         .as_ref()
@@ -128,9 +173,37 @@ impl OneVsRest {
             })
             .collect();
         let images = data.test.select(&keep);
-        let is_anomaly = images.labels.iter().map(|&l| l != c).collect();
+        let is_anomaly = images.labels.iter().map(|&l| !self.is_normal(l)).collect();
         Ok(TestSet { images, is_anomaly })
     }
+}
+
+/// Labels from `spec`: labels or class names (any case), several joined by `,` or `+`.
+pub fn parse_classes(spec: &str, class_names: &[String]) -> Result<Vec<u8>, String> {
+    let mut labels: Vec<u8> = Vec::new();
+    for part in spec.split([',', '+']).map(str::trim) {
+        let label = match part.parse::<usize>() {
+            Ok(label) => Some(label),
+            Err(_) => class_names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case(part)),
+        };
+        match label {
+            Some(l) if l < class_names.len() => {
+                if !labels.contains(&(l as u8)) {
+                    labels.push(l as u8);
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "{part:?} is not a class: labels 0-{} or names {}",
+                    class_names.len().saturating_sub(1),
+                    class_names.join(", ")
+                ))
+            }
+        }
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
@@ -203,5 +276,31 @@ mod tests {
         assert!(OneVsRest::new(DatasetName::Cifar10, 0, 0.1, 0)
             .pools(&d)
             .is_err());
+        let everything = OneVsRest::new(DatasetName::Mnist, 0, 0.1, 0).with_normal(&[0, 1, 2, 3]);
+        assert!(everything.pools(&d).is_err());
+    }
+
+    #[test]
+    fn several_normal_classes() {
+        let d = toy();
+        let p = OneVsRest::new(DatasetName::Mnist, 0, 0.1, 2).with_normal(&[1, 3]);
+        let pools = p.pools(&d).unwrap();
+        assert_eq!(pools.normal.len(), 200);
+        assert!(pools.normal.labels.iter().all(|&l| l == 1 || l == 3));
+        assert!(pools.anomalous.labels.iter().all(|&l| l == 0 || l == 2));
+        assert_eq!(pools.anomalous.len(), 20);
+        let test = p.test_set(&d).unwrap();
+        assert_eq!(test.is_anomaly.iter().filter(|&&a| a).count(), 20);
+        assert_eq!(p.normal_name(&d.train.class_names), "1+3");
+        let names: Vec<String> = ["good", "scratch", "dent"].map(String::from).to_vec();
+        assert_eq!(parse_classes("good", &names).unwrap(), [0]);
+        assert_eq!(parse_classes("Good,2", &names).unwrap(), [0, 2]);
+        assert_eq!(
+            parse_classes("scratch+good+scratch", &names).unwrap(),
+            [1, 0]
+        );
+        let err = parse_classes("bent", &names).unwrap_err();
+        assert!(err.contains("good, scratch, dent"), "{err}");
+        assert!(parse_classes("3", &names).is_err());
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::files::sha256_file;
 use super::manifest::{DatasetEntry, FileEntry, Manifest};
-use super::{load, DataError, Dataset, DatasetName};
+use super::{load, DataError, Dataset, DatasetName, Declaration};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,9 +96,10 @@ pub struct DatasetReport {
 pub fn verify(name: DatasetName, data_dir: &Path, manifest: &Manifest) -> DatasetReport {
     let entry = manifest.dataset(name);
     let dir = name.dir(data_dir);
-    let files = match entry {
-        Some(e) => check_files(e, &dir),
-        None => Ok(Vec::new()),
+    let files = match (entry, name.declaration()) {
+        (Some(e), _) => check_files(e, &dir),
+        (None, Some(d)) => check_declared(&d),
+        (None, None) => Ok(Vec::new()),
     };
     // The split seed only matters for Concrete Cracks, and counts do not depend on it.
     let loaded = load(name, data_dir, 0);
@@ -126,7 +127,11 @@ fn build_report(
         class_names: Vec::new(),
         shape: None,
         message: None,
-        how_to_get: entry.map(|e| e.how_to_get.clone()).unwrap_or_default(),
+        how_to_get: match (entry, name.declaration()) {
+            (Some(e), _) => e.how_to_get.clone(),
+            (None, Some(d)) => format!("your own dataset, declared in {}", d.origin),
+            (None, None) => String::new(),
+        },
     };
     let files = match files {
         Ok(f) => f,
@@ -165,8 +170,13 @@ fn build_report(
     {
         report.status = Status::Mismatch;
         report.message = Some(format!(
-            "{}: SHA-256 does not match the original; delete it and run `eidn data fetch --dataset {name}`",
-            bad.path.display()
+            "{}: SHA-256 does not match {}",
+            bad.path.display(),
+            if name.is_builtin() {
+                format!("the original; delete it and run `eidn data fetch --dataset {name}`")
+            } else {
+                "the one declared for it".into()
+            }
         ));
     } else if !verdicts.is_empty() && verdicts.iter().all(|v| **v == FileVerdict::Original) {
         report.status = Status::Exact;
@@ -182,7 +192,9 @@ fn build_report(
         report.variant = Some(v);
     } else {
         report.status = Status::Unverified;
-        report.message = Some(if verdicts.is_empty() {
+        report.message = Some(if verdicts.is_empty() && !name.is_builtin() {
+            "the data loads; no sha256 is declared for it, so its files are not checked".into()
+        } else if verdicts.is_empty() {
             "the data loads, but no file with a recorded checksum was found".into()
         } else {
             "the data loads, but some files match no recorded checksum".into()
@@ -227,6 +239,35 @@ fn check_files(entry: &DatasetEntry, dir: &Path) -> Result<Vec<FileCheck>, DataE
                 verdict,
             });
         }
+    }
+    Ok(checks)
+}
+
+/// Hashes each file a user's declaration gives a SHA-256 for; a listed file that is gone
+/// is an error naming it.
+fn check_declared(decl: &Declaration) -> Result<Vec<FileCheck>, DataError> {
+    let mut checks = Vec::new();
+    for (name, expected) in &decl.sha256 {
+        let path = decl.path.join(name);
+        if !decl.path.is_dir() {
+            // The folder itself is missing: loading says so, with the hint.
+            return Ok(Vec::new());
+        }
+        let (sha256, bytes) = sha256_file(&path)?;
+        let verdict = if sha256 == *expected {
+            FileVerdict::Original
+        } else {
+            FileVerdict::Mismatch {
+                expected: expected.clone(),
+            }
+        };
+        checks.push(FileCheck {
+            name: name.clone(),
+            path,
+            bytes,
+            sha256,
+            verdict,
+        });
     }
     Ok(checks)
 }

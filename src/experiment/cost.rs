@@ -17,18 +17,6 @@ use crate::model::Trainer;
 /// the quick profile's measured run (2 cores, 2026-11-29).
 const SCORING_OVERHEAD: f64 = 0.07;
 
-/// The network input of a dataset's images.
-pub fn input_shape(dataset: DatasetName) -> [usize; 3] {
-    match dataset {
-        DatasetName::Mnist => [1, 28, 28],
-        DatasetName::Cifar10 => [3, 32, 32],
-        DatasetName::Concrete => {
-            let side = crate::data::concrete::CONCRETE_SIDE;
-            [3, side, side]
-        }
-    }
-}
-
 /// The work left in a grid (or shard).
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
@@ -44,11 +32,17 @@ pub struct Plan {
 impl Plan {
     /// `cells` against the counted records; `has_encoder` says whether a cell's encoder is
     /// already saved (then it is not trained again).
-    pub fn new(cells: &[Cell], counted: &[Record], has_encoder: impl Fn(&Cell) -> bool) -> Plan {
+    /// Fails only when a dataset's input shape cannot be read (a user's folder is missing).
+    pub fn new(
+        cells: &[Cell],
+        counted: &[Record],
+        has_encoder: impl Fn(&Cell) -> bool,
+    ) -> Result<Plan, ExperimentError> {
         let mut records: HashMap<&str, usize> = HashMap::new();
         for r in counted {
             *records.entry(r.cell.as_str()).or_default() += 1;
         }
+        let mut shapes: HashMap<DatasetName, [usize; 3]> = HashMap::new();
         let mut plan = Plan {
             cells: cells.len(),
             ..Plan::default()
@@ -63,10 +57,17 @@ impl Plan {
                 continue;
             }
             plan.networks += 1;
-            let key = (input_shape(cell.protocol.dataset), cell.train.batch_size);
-            *plan.steps.entry(key).or_default() += cell.train.steps() as u64;
+            let dataset = cell.protocol.dataset;
+            let shape = match shapes.get(&dataset) {
+                Some(&s) => s,
+                None => *shapes.entry(dataset).or_insert(dataset.input_shape()?),
+            };
+            *plan
+                .steps
+                .entry((shape, cell.train.batch_size))
+                .or_default() += cell.train.steps() as u64;
         }
-        plan
+        Ok(plan)
     }
 
     /// Seconds per training step for each (shape, batch) of the plan, measured here.
@@ -193,7 +194,7 @@ mod tests {
         }))
         .unwrap();
         // Class 1's encoder is saved: scored again, not trained again.
-        let plan = Plan::new(&cells, &[record], |c| c.protocol.normal_class == 1);
+        let plan = Plan::new(&cells, &[record], |c| c.protocol.normal_class == 1).unwrap();
         assert_eq!((plan.cells, plan.done, plan.networks), (4, 1, 2));
         assert_eq!(plan.steps[&([1, 28, 28], 16)], 100);
         assert_eq!(plan.steps[&([3, 32, 32], 16)], 150);

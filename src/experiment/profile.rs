@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::ExperimentError;
-use crate::data::protocol::OneVsRest;
+use crate::data::protocol::{parse_classes, OneVsRest};
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
 use crate::model::{Augment, EidnParams};
@@ -106,6 +106,8 @@ pub enum StageId {
     Fig5,
     Unseen,
     Fig7,
+    /// Any dataset's per-class table (a user's own, which the paper has no table for).
+    Classes,
 }
 
 impl StageId {
@@ -117,16 +119,18 @@ impl StageId {
             StageId::Fig5 => "fig5",
             StageId::Unseen => "unseen",
             StageId::Fig7 => "fig7",
+            StageId::Classes => "classes",
         }
     }
 
-    pub const ALL: [StageId; 6] = [
+    pub const ALL: [StageId; 7] = [
         StageId::Table1,
         StageId::Table2,
         StageId::Table3,
         StageId::Fig5,
         StageId::Unseen,
         StageId::Fig7,
+        StageId::Classes,
     ];
 
     pub fn parse(s: &str) -> Option<StageId> {
@@ -139,10 +143,12 @@ impl StageId {
 #[serde(deny_unknown_fields)]
 pub struct StageSpec {
     pub id: StageId,
+    /// A built-in or declared dataset, or inline `folder:PATH` / `idx:PATH`.
     pub dataset: DatasetName,
-    /// Normal classes (labels); default every class (Concrete: 0, the uncracked images).
+    /// The normal class of each cell, by label or name; `"a+b"` makes a and b normal
+    /// together. Default: every class in turn (Concrete: 0, the uncracked images).
     #[serde(default)]
-    pub classes: Option<Vec<u8>>,
+    pub classes: Option<Vec<ClassRef>>,
     /// Anomalies as a fraction of the normal training images.
     pub ratios: Vec<f64>,
     /// Default: the profile's seeds.
@@ -169,6 +175,50 @@ impl StageSpec {
         self.train
             .as_ref()
             .map_or_else(|| profile.clone(), |o| o.apply(profile))
+    }
+}
+
+/// A cell's normal class(es) as a profile names them: a label, or a string of labels or
+/// names joined by `+`. A checked profile holds labels only.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ClassRef {
+    Label(u8),
+    Names(String),
+}
+
+impl ClassRef {
+    /// The labels, given the dataset's class names (needed only for names).
+    fn labels(&self, names: Option<&[String]>) -> Result<Vec<u8>, String> {
+        match (self, names) {
+            (ClassRef::Label(l), Some(n)) if *l as usize >= n.len() => Err(format!(
+                "class {l} out of range (0..{})",
+                n.len()
+            )),
+            (ClassRef::Label(l), _) => Ok(vec![*l]),
+            (ClassRef::Names(s), Some(n)) => parse_classes(s, n),
+            (ClassRef::Names(s), None) => s
+                .split(['+', ','])
+                .map(|p| {
+                    p.trim()
+                        .parse::<u8>()
+                        .map_err(|_| format!("class {p:?}: the dataset is not declared here, so only labels can be read"))
+                })
+                .collect(),
+        }
+    }
+
+    /// The checked form: a label, or labels joined by `+`.
+    fn of_labels(labels: &[u8]) -> ClassRef {
+        match labels {
+            [one] => ClassRef::Label(*one),
+            many => ClassRef::Names(
+                many.iter()
+                    .map(|l| l.to_string())
+                    .collect::<Vec<_>>()
+                    .join("+"),
+            ),
+        }
     }
 }
 
@@ -202,14 +252,6 @@ impl std::ops::Deref for ValidProfile {
     }
 }
 
-/// Classes per dataset (the profile is checked without loading any data).
-fn class_count(dataset: DatasetName) -> usize {
-    match dataset {
-        DatasetName::Mnist | DatasetName::Cifar10 => 10,
-        DatasetName::Concrete => 2,
-    }
-}
-
 impl Profile {
     /// A built-in profile by name, or a TOML file by path.
     pub fn resolve(name_or_path: &str) -> Result<ValidProfile, ExperimentError> {
@@ -240,7 +282,10 @@ impl Profile {
         profile.check(path)
     }
 
-    pub fn check(self, path: &Path) -> Result<ValidProfile, ExperimentError> {
+    /// Checks every setting and resolves each stage's dataset (declaring inline ones) and
+    /// classes (names to labels, the default to every class), so the checked profile, which
+    /// runs record, needs no dataset declaration to be read back.
+    pub fn check(mut self, path: &Path) -> Result<ValidProfile, ExperimentError> {
         let bad = |message: String| {
             Err(ExperimentError::Profile {
                 path: path.to_path_buf(),
@@ -264,9 +309,10 @@ impl Profile {
         if self.stages.is_empty() {
             return bad("no [[stage]]".into());
         }
-        for (i, s) in self.stages.iter().enumerate() {
+        let train = self.train.clone();
+        for (i, s) in self.stages.iter_mut().enumerate() {
             let at = format!("stage {} ({})", i + 1, s.id.as_str());
-            if let Err(e) = s.train_spec(&self.train).params(0).check() {
+            if let Err(e) = s.train_spec(&train).params(0).check() {
                 return bad(format!("{at}: {e}"));
             }
             if s.ratios.is_empty() || s.ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
@@ -280,16 +326,54 @@ impl Profile {
             if s.reducers.is_empty() || s.detectors.is_empty() {
                 return bad(format!("{at}: reducers and detectors must not be empty"));
             }
-            let n = class_count(s.dataset);
-            let classes = s
-                .classes
-                .iter()
-                .flatten()
-                .chain(s.train_anomaly_classes.iter().flatten())
-                .chain(s.test_anomaly_classes.iter().flatten());
-            for &c in classes {
-                if c as usize >= n {
-                    return bad(format!("{at}: class {c} out of range for {}", s.dataset));
+            if s.dataset.as_str().contains(':') {
+                s.dataset = DatasetName::resolve(s.dataset.as_str()).map_err(|e| {
+                    ExperimentError::Profile {
+                        path: path.to_path_buf(),
+                        message: format!("{at}: {e}"),
+                    }
+                })?;
+            }
+            // Names are needed only to read class names or to list every class.
+            let names = s.dataset.class_names();
+            let needs_names = match &s.classes {
+                None => s.dataset != DatasetName::Concrete,
+                Some(c) => c.iter().any(|c| {
+                    matches!(c, ClassRef::Names(n) if n.split(['+', ',']).any(|p| p.trim().parse::<u8>().is_err()))
+                }),
+            };
+            let names = match names {
+                Ok(n) => Some(n),
+                Err(e) if needs_names => return bad(format!("{at}: {e}")),
+                Err(_) => None,
+            };
+            let classes: Vec<ClassRef> = match &s.classes {
+                None if s.dataset == DatasetName::Concrete => vec![ClassRef::Label(0)],
+                None => (0..names.as_ref().map_or(0, |n| n.len()) as u8)
+                    .map(ClassRef::Label)
+                    .collect(),
+                Some(c) => {
+                    let mut out = Vec::new();
+                    for class in c {
+                        match class.labels(names.as_deref()) {
+                            Ok(l) => out.push(ClassRef::of_labels(&l)),
+                            Err(e) => return bad(format!("{at}: {e}")),
+                        }
+                    }
+                    out
+                }
+            };
+            s.classes = Some(classes);
+            if let Some(n) = &names {
+                let others = s
+                    .train_anomaly_classes
+                    .iter()
+                    .flatten()
+                    .chain(s.test_anomaly_classes.iter().flatten());
+                for &c in others {
+                    if c as usize >= n.len() {
+                        return bad(format!("{at}: class {c} out of range for {}", s.dataset));
+                    }
                 }
             }
         }
@@ -317,7 +401,7 @@ impl Cell {
         let mut id = format!(
             "{}-c{}-r{}-s{}-e{}x{}-b{}-m{}-lr{}-l{}",
             p.dataset,
-            p.normal_class,
+            join_classes(&p.normal_classes()),
             p.anomaly_ratio,
             p.seed,
             t.epochs,
@@ -363,18 +447,21 @@ impl ValidProfile {
             .filter(|s| only.is_empty() || only.contains(&s.id))
         {
             let train = s.train_spec(&self.train);
-            let classes = s.classes.clone().unwrap_or_else(|| match s.dataset {
-                DatasetName::Concrete => vec![0],
-                d => (0..class_count(d) as u8).collect(),
-            });
+            // A checked profile lists its classes as labels.
+            let classes: Vec<Vec<u8>> = s
+                .classes
+                .iter()
+                .flatten()
+                .map(|c| c.labels(None).expect("a checked profile holds labels"))
+                .collect();
             let seeds = s.seeds.clone().unwrap_or_else(|| self.seeds.clone());
             for &ratio in &s.ratios {
-                for &class in &classes {
+                for class in &classes {
                     for &seed in &seeds {
                         let protocol = OneVsRest {
                             train_anomaly_classes: s.train_anomaly_classes.clone(),
                             test_anomaly_classes: s.test_anomaly_classes.clone(),
-                            ..OneVsRest::new(s.dataset, class, ratio, seed)
+                            ..OneVsRest::new(s.dataset, class[0], ratio, seed).with_normal(class)
                         };
                         let cell = Cell {
                             protocol,

@@ -298,7 +298,7 @@ fn detect_and_score(
         dataset: protocol.dataset,
         protocol: protocol_name(protocol).into(),
         normal_class: protocol.normal_class,
-        class_name: test.images.class_names[protocol.normal_class as usize].clone(),
+        class_name: protocol.normal_name(&test.images.class_names),
         anomaly_ratio: protocol.anomaly_ratio,
         seed: protocol.seed,
         reducer,
@@ -389,7 +389,7 @@ fn write_fig6_points(
         .labels
         .iter()
         .map(|&l| {
-            if l == p.normal_class {
+            if p.is_normal(l) {
                 "normal"
             } else if p
                 .train_anomaly_classes
@@ -463,16 +463,9 @@ impl DataCache {
             .clone()
     }
 
-    /// MNIST and CIFAR-10 have fixed splits; only Concrete's split depends on the seed.
+    /// Loaded once per seed only where the split depends on it (Concrete, split folders).
     fn get(&mut self, name: DatasetName, seed: u64) -> Result<&Dataset, ExperimentError> {
-        let key = (
-            name,
-            if name == DatasetName::Concrete {
-                seed
-            } else {
-                0
-            },
-        );
+        let key = (name, if name.split_uses_seed() { seed } else { 0 });
         if !self.loaded.contains_key(&key) {
             let data = load(name, &self.dir, key.1)?;
             self.loaded.insert(key, data);

@@ -173,6 +173,10 @@ pub struct EidnConfig {
     /// The score threshold `eidn train` sets (absent for the grid's encoders).
     #[serde(default)]
     pub calibration: Option<Calibration>,
+    /// A user's dataset as declared when the model was trained, so that `evaluate` finds
+    /// it again (absent for the built-in datasets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataset: Option<crate::data::catalog::DatasetSpec>,
 }
 
 /// A score threshold calibrated on the normal training images: a new image scoring above
@@ -326,6 +330,7 @@ impl EidnValidParams {
                 epoch_loss,
                 data: options.data.clone(),
                 calibration: None,
+                dataset: None,
             },
         };
         if let Some(fpr) = options.calibrate_fpr {

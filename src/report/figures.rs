@@ -10,7 +10,7 @@ use super::frame::{
     f64s, group_means, is, is_eidn, over_classes, polars_error, ratio_is, stat_at, u64s, Stat,
 };
 use super::plot::{self, BarPanel, Line};
-use super::{dataset_label, new_table, pct, Report, NOT_RUN};
+use super::{new_table, pct, Report, NOT_RUN};
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
 use crate::experiment::{ExperimentError, StageId};
@@ -86,7 +86,7 @@ impl Report {
             ratios.sort_by(|a, b| b.total_cmp(a));
             ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
             let mut series = Vec::new();
-            for d in DatasetName::ALL {
+            for d in self.datasets() {
                 let mut points = Vec::new();
                 for &r in &ratios {
                     let at = |df: &DataFrame| -> PolarsResult<BooleanChunked> {
@@ -116,7 +116,7 @@ impl Report {
 
     pub(super) fn fig5(&self, md: &mut String, out: &Path) -> Result<(), ExperimentError> {
         let _ = writeln!(md, "## Fig 5: mean AUC against the anomaly ratio\n");
-        for d in DatasetName::ALL {
+        for d in self.datasets() {
             if let Some(line) = self.coverage_line(StageId::Fig5, d) {
                 let _ = writeln!(md, "{line}");
             }
@@ -129,7 +129,7 @@ impl Report {
                 continue;
             }
             lines.push(Line {
-                label: format!("{} (ours)", dataset_label(*d)),
+                label: format!("{} (ours)", d.label()),
                 colour: i,
                 points: pts.iter().map(|p| p.0.map(|o| o.stat.mean)).collect(),
                 markers_only: false,
@@ -138,7 +138,7 @@ impl Report {
         for (i, (d, pts)) in fig.series.iter().enumerate() {
             if pts.iter().any(|p| p.1.is_some()) {
                 lines.push(Line {
-                    label: format!("{} (paper, table mean)", dataset_label(*d)),
+                    label: format!("{} (paper, table mean)", d.label()),
                     colour: i,
                     points: pts.iter().map(|p| p.1).collect(),
                     markers_only: true,
@@ -159,8 +159,8 @@ impl Report {
         }
         let mut header = vec!["anomaly ratio".to_string()];
         for (d, _) in &fig.series {
-            header.push(format!("{} ours (classes, seeds)", dataset_label(*d)));
-            header.push(format!("{} paper", dataset_label(*d)));
+            header.push(format!("{} ours (classes, seeds)", d.label()));
+            header.push(format!("{} paper", d.label()));
         }
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
@@ -199,7 +199,7 @@ impl Report {
             for (&ratio, (ours, _)) in fig.ratios.iter().zip(pts) {
                 if let Some(o) = ours {
                     table.add_row([
-                        dataset_label(*d).to_string(),
+                        d.label(),
                         pct(ratio),
                         format!("{:.4}", o.stat.mean),
                         o.classes.to_string(),
@@ -224,7 +224,7 @@ impl Report {
     /// detector), the mean over classes.
     fn fig7_frames(&self) -> Result<Vec<(DatasetName, DataFrame, DataFrame)>, ExperimentError> {
         let mut out = Vec::new();
-        for d in DatasetName::ALL {
+        for d in self.datasets() {
             let rows = self.fig7_rows(d)?;
             let query = || -> PolarsResult<Option<DataFrame>> {
                 let baselines = rows.filter(&!is_eidn(&rows)?)?;
@@ -241,7 +241,7 @@ impl Report {
 
     pub(super) fn fig7(&self, md: &mut String, out: &Path) -> Result<(), ExperimentError> {
         let _ = writeln!(md, "## Fig 7: reducers x detectors (EIDN trained at 5 %)\n");
-        for d in DatasetName::ALL {
+        for d in self.datasets() {
             if let Some(line) = self.coverage_line(StageId::Fig7, d) {
                 let _ = writeln!(md, "{line}");
             }
@@ -268,7 +268,7 @@ impl Report {
             .iter()
             .zip(&cells)
             .map(|((d, _, _), per)| BarPanel {
-                title: format!("{}: mean AUC over classes", dataset_label(*d)),
+                title: format!("{}: mean AUC over classes", d.label()),
                 groups: FIG7_DETECTORS
                     .iter()
                     .map(|k| k.label().to_string())
@@ -292,7 +292,7 @@ impl Report {
         header.extend(
             frames
                 .iter()
-                .map(|(d, _, _)| format!("{} (classes, seeds)", dataset_label(*d))),
+                .map(|(d, _, _)| format!("{} (classes, seeds)", d.label())),
         );
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
@@ -348,7 +348,7 @@ impl Report {
                     let _ = writeln!(
                         md,
                         "| {} | {} | {:.2} | {} | {:.3} | {:.3} |",
-                        dataset_label(*d),
+                        d.label(),
                         r.label(),
                         m("train_seconds_mean")?,
                         k.label(),
@@ -373,7 +373,7 @@ impl Report {
                 for k in FIG7_DETECTORS {
                     if let Some(c) = method_at(stats, r, k).map_err(polars_error("Fig 7"))? {
                         table.add_row([
-                            dataset_label(*d).to_string(),
+                            d.label(),
                             r.label().to_string(),
                             k.label().to_string(),
                             c.stat.show(),

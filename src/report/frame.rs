@@ -178,7 +178,9 @@ pub fn group_means(df: &DataFrame, keys: &[&str], values: &[&str]) -> PolarsResu
 /// `n` is the number of classes and `seeds` the number of distinct seeds.
 #[allow(deprecated)]
 pub fn over_classes(rows: &DataFrame, keys: &[&str]) -> PolarsResult<DataFrame> {
-    let with_class: Vec<&str> = keys.iter().copied().chain(["normal_class"]).collect();
+    // By class name, not label: a normal set of several classes ("screw+nut") shares its
+    // first label with the single class.
+    let with_class: Vec<&str> = keys.iter().copied().chain(["class_name"]).collect();
     let mut per_class = over_seeds(rows, &with_class)?;
     per_class.rename("mean", "class_mean".into())?;
     let mut out = summarise(&per_class, keys, "class_mean")?;
@@ -200,15 +202,15 @@ pub fn over_classes(rows: &DataFrame, keys: &[&str]) -> PolarsResult<DataFrame> 
 /// the mean over classes, then mean ± std of those. Without such a seed: the mean of the
 /// class means, without ±.
 pub fn mean_over_classes(rows: &DataFrame) -> PolarsResult<Option<Stat>> {
-    let classes = rows.column("normal_class")?.n_unique()? as u64;
-    let per_class_seed = summarise(rows, &["normal_class", "seed"], "auc")?;
+    let classes = rows.column("class_name")?.n_unique()? as u64;
+    let per_class_seed = summarise(rows, &["class_name", "seed"], "auc")?;
     let per_seed = summarise(&per_class_seed, &["seed"], "mean")?;
     let complete = per_seed.filter(&per_seed.column("n")?.u64()?.equal(classes))?;
     let means = f64s(&complete, "mean")?;
     if !means.is_empty() {
         return Ok(Stat::of(&means));
     }
-    let class_means = f64s(&over_seeds(rows, &["normal_class"])?, "mean")?;
+    let class_means = f64s(&over_seeds(rows, &["class_name"])?, "mean")?;
     Ok(Stat::of(&class_means).map(|s| Stat { std: None, ..s }))
 }
 
@@ -248,6 +250,7 @@ mod tests {
     fn frame() -> DataFrame {
         df!(
             "normal_class" => [0u32, 0, 1, 1, 1],
+            "class_name" => ["0", "0", "1", "1", "1"],
             "seed" => [0u64, 1, 0, 1, 1],
             "auc" => [0.9, 0.7, 0.6, 0.8, 1.0],
         )

@@ -111,9 +111,10 @@ impl Report {
         std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
         let mut md = String::new();
         self.header(&mut md);
-        for t in &self.published.table {
+        for t in self.shown_tables() {
             self.published_table(&mut md, t)?;
         }
+        self.own_tables(&mut md)?;
         self.fig5(&mut md, out)?;
         self.unseen(&mut md, out)?;
         self.fig7(&mut md, out)?;
@@ -124,9 +125,10 @@ impl Report {
     /// Tables 1-3, Fig 5, the unseen test and Fig 7 for the terminal.
     pub fn terminal_tables(&self) -> Result<String, ExperimentError> {
         let mut out = String::new();
-        for t in &self.published.table {
+        for t in self.shown_tables() {
             self.published_table_terminal(&mut out, t)?;
         }
+        self.own_tables_terminal(&mut out)?;
         self.fig5_terminal(&mut out)?;
         self.unseen_terminal(&mut out)?;
         self.fig7_terminal(&mut out)?;
@@ -174,13 +176,32 @@ impl Report {
         query().map_err(polars_error("EIDN's one-vs-rest records"))
     }
 
+    /// The datasets a report covers: those the profile names or the records hold (a user's
+    /// report on their own images shows none of the paper's tables), built-ins first.
+    fn datasets(&self) -> Vec<DatasetName> {
+        let mut all: Vec<DatasetName> = self.profile.stages.iter().map(|s| s.dataset).collect();
+        if let Ok(names) = frame::strs(&self.frame, "dataset") {
+            all.extend(names.iter().map(|n| DatasetName::intern(n)));
+        }
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The paper's tables of the datasets this report covers.
+    fn shown_tables(&self) -> Vec<&PublishedTable> {
+        let datasets = self.datasets();
+        let tables = self.published.table.iter();
+        tables.filter(|t| datasets.contains(&t.dataset)).collect()
+    }
+
     /// "Table 1 (MNIST): 10 of 30 cells: ..." when the profile has this stage.
     fn coverage_line(&self, stage: StageId, dataset: DatasetName) -> Option<String> {
         coverage::of(&self.coverage, stage, dataset).map(|c| {
             format!(
                 "Coverage of the profile's `{}` stage on {}: {}.",
                 stage.as_str(),
-                dataset_label(dataset),
+                dataset.label(),
                 c.line()
             )
         })
@@ -189,14 +210,6 @@ impl Report {
 
 pub(crate) fn pct(ratio: f64) -> String {
     format!("{}%", (ratio * 100.0 * 1000.0).round() / 1000.0)
-}
-
-fn dataset_label(d: DatasetName) -> &'static str {
-    match d {
-        DatasetName::Mnist => "MNIST",
-        DatasetName::Cifar10 => "CIFAR-10",
-        DatasetName::Concrete => "Concrete Cracks",
-    }
 }
 
 /// What a table cell shows for a cell of the profile that has no record yet.

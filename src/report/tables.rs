@@ -6,8 +6,13 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use super::frame::{mean_over_classes, over_seeds, polars_error, strs, u64s, Stat};
-use super::{dataset_label, new_table, pct, Report, NOT_RUN};
+use comfy_table::Table;
+
+use super::frame::{
+    f64s, is, is_eidn, mean_over_classes, over_seeds, polars_error, ratio_is, stat_at, strs, u64s,
+    Stat,
+};
+use super::{new_table, pct, Report, NOT_RUN};
 use crate::data::DatasetName;
 use crate::experiment::{ExperimentError, StageId};
 use crate::report::PublishedTable;
@@ -75,7 +80,7 @@ impl Report {
         };
         let (rows, mean, seeds) = query().map_err(polars_error(&t.title))?;
         let coverage = stage.and_then(|s| super::coverage::of(&self.coverage, s, t.dataset));
-        let names = t.dataset.class_names();
+        let names = t.dataset.class_names().unwrap_or_default();
         let expected = t
             .rows
             .iter()
@@ -109,7 +114,7 @@ impl Report {
             let _ = writeln!(
                 md,
                 "**Data missing / not run:** no {} records at {} in this results folder{}. Published values only.\n",
-                dataset_label(t.dataset),
+                t.dataset.label(),
                 pct(t.anomaly_ratio),
                 if t.dataset == DatasetName::Concrete {
                     " (Concrete Cracks is not available offline here; `eidn data fetch --dataset concrete` gets it)"
@@ -185,6 +190,127 @@ impl Report {
         let (o, d) = Joined::show(j.mean, p, true);
         table.add_row(["mean".into(), format!("{p:.4}"), o, d]);
         let _ = writeln!(out, "{}\n{table}\n", t.title);
+        Ok(())
+    }
+}
+
+/// A dataset without published numbers: EIDN's AUC per normal class (rows) and anomaly
+/// ratio (columns), mean ± std over seeds, with the mean over classes per ratio.
+struct OwnTable {
+    ratios: Vec<f64>,
+    classes: Vec<String>,
+    /// `cells[class][ratio]`.
+    cells: Vec<Vec<Option<Stat>>>,
+    means: Vec<Option<Stat>>,
+    seeds: Vec<u64>,
+}
+
+impl Report {
+    fn own_table_of(&self, dataset: DatasetName) -> Result<Option<OwnTable>, ExperimentError> {
+        let rows = self.of_stage(dataset, None)?;
+        let query = || -> PolarsResult<Option<OwnTable>> {
+            let rows = rows.filter(&(&is(&rows, "protocol", "one-vs-rest")? & &is_eidn(&rows)?))?;
+            if rows.height() == 0 {
+                return Ok(None);
+            }
+            let mut ratios = f64s(&rows, "anomaly_ratio")?;
+            ratios.sort_by(f64::total_cmp);
+            ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+            let by_class = over_seeds(&rows, &["normal_class", "class_name"])?.sort(
+                ["normal_class", "class_name"],
+                SortMultipleOptions::default(),
+            )?;
+            let classes = strs(&by_class, "class_name")?;
+            let mut cells = vec![vec![None; ratios.len()]; classes.len()];
+            let mut means = Vec::new();
+            for (j, &r) in ratios.iter().enumerate() {
+                let at = rows.filter(&ratio_is(&rows, r)?)?;
+                let per_class = over_seeds(&at, &["class_name"])?;
+                let names = strs(&per_class, "class_name")?;
+                for (k, name) in names.iter().enumerate() {
+                    if let Some(i) = classes.iter().position(|c| c == name) {
+                        cells[i][j] = Some(stat_at(&per_class, k)?);
+                    }
+                }
+                means.push(mean_over_classes(&at)?);
+            }
+            let seeds: BTreeSet<u64> = u64s(&rows, "seed")?.into_iter().collect();
+            Ok(Some(OwnTable {
+                ratios,
+                classes,
+                cells,
+                means,
+                seeds: seeds.into_iter().collect(),
+            }))
+        };
+        query().map_err(polars_error(&format!("the {dataset} table")))
+    }
+
+    /// The per-class table of every dataset the paper has no table for.
+    pub(super) fn own_tables(&self, md: &mut String) -> Result<(), ExperimentError> {
+        for d in self.datasets() {
+            if self.published.table.iter().any(|t| t.dataset == d) {
+                continue;
+            }
+            let Some(t) = self.own_table_of(d)? else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "## {}: EIDN per normal class and anomaly ratio\n\n\
+                 Test ROC AUC of EIDN's own score (distance from the origin), mean ± std over \
+                 seeds {:?}; no published numbers exist for this dataset.\n",
+                d.label(),
+                t.seeds
+            );
+            let mut header = vec!["normal class".to_string()];
+            header.extend(t.ratios.iter().map(|&r| pct(r)));
+            let _ = writeln!(md, "| {} |", header.join(" | "));
+            let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
+            for (class, row) in t.classes.iter().zip(&t.cells) {
+                let cells: Vec<String> = row
+                    .iter()
+                    .map(|c| c.map_or("—".into(), |s| s.show()))
+                    .collect();
+                let _ = writeln!(md, "| {class} | {} |", cells.join(" | "));
+            }
+            let means: Vec<String> = t
+                .means
+                .iter()
+                .map(|m| m.map_or("—".into(), |s| format!("**{}**", s.show())))
+                .collect();
+            let _ = writeln!(md, "| **mean** | {} |\n", means.join(" | "));
+        }
+        Ok(())
+    }
+
+    pub(super) fn own_tables_terminal(&self, out: &mut String) -> Result<(), ExperimentError> {
+        for d in self.datasets() {
+            if self.published.table.iter().any(|t| t.dataset == d) {
+                continue;
+            }
+            let Some(t) = self.own_table_of(d)? else {
+                continue;
+            };
+            let mut header = vec!["class".to_string()];
+            header.extend(t.ratios.iter().map(|&r| pct(r)));
+            let mut table = Table::new();
+            table.load_style(comfy_table::presets::ASCII_MARKDOWN);
+            table.set_header(header);
+            for (class, row) in t.classes.iter().zip(&t.cells) {
+                let mut cells = vec![class.clone()];
+                cells.extend(row.iter().map(|c| c.map_or("—".into(), |s| s.show())));
+                table.add_row(cells);
+            }
+            let mut mean = vec!["mean".to_string()];
+            mean.extend(t.means.iter().map(|m| m.map_or("—".into(), |s| s.show())));
+            table.add_row(mean);
+            let _ = writeln!(
+                out,
+                "{}: EIDN test AUC per normal class\n{table}\n",
+                d.label()
+            );
+        }
         Ok(())
     }
 }

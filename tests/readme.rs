@@ -1,0 +1,56 @@
+//! The README's "Your own images" walk-through, run as written: the shell block between the
+//! `walkthrough` markers, in an empty folder, with this build's `eidn` first on the PATH.
+
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn the_own_images_walkthrough_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let block = readme
+        .split("<!-- walkthrough:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- walkthrough:end -->").next())
+        .expect("README.md has a walkthrough block");
+    let script = block
+        .trim()
+        .strip_prefix("```sh")
+        .and_then(|s| s.strip_suffix("```"))
+        .expect("the walkthrough is one ```sh block");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_eidn")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env_remove("EIDN_DATA_DIR")
+        .env("XDG_DATA_HOME", dir.path().join("xdg"))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the walkthrough failed:\n{log}");
+    assert!(log.contains("test ROC AUC"), "train prints its AUC:\n{log}");
+    let scores = std::fs::read_to_string(dir.path().join("scores.csv")).unwrap();
+    assert_eq!(scores.lines().count(), 21, "{scores}");
+    let flagged_squares = scores
+        .lines()
+        .filter(|l| l.contains("/square/") && l.ends_with(",anomaly"))
+        .count();
+    assert!(flagged_squares >= 7, "{scores}");
+    let md = std::fs::read_to_string(dir.path().join("reports/parts/README.md")).unwrap();
+    assert!(
+        md.contains("## parts: EIDN per normal class") && md.contains("| circle |"),
+        "{md}"
+    );
+    assert!(dir.path().join("reports/parts/fig7.png").is_file());
+}
