@@ -70,3 +70,14 @@ read-results report="reports/quick":
 # `eidn score` end to end on 10,000 PNG files vs training throughput, in images/s, one run.
 bench-score:
     cargo bench --bench score_throughput
+
+# EIDN+: choose each dataset's recipe by validation on its training pools (never the test
+# split; candidates in configs/eidn_plus_candidates.toml, ~20 min on 2 cores); writes
+# reports/eidn_plus/ and fails when a choice differs from configs/eidn_plus.toml.
+select-eidn-plus:
+    cargo run --release -- select-recipe --dataset mnist
+    cargo run --release -- select-recipe --dataset cifar10
+
+# EIDN+ on Tables 1-2 (3 seeds), then its report in reports/plus/.
+reproduce-plus *args:
+    cargo run --release -- reproduce --profile plus {{args}}

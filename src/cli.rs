@@ -51,6 +51,27 @@ pub enum Command {
     Report(ReportArgs),
     /// Run a profile and fail, naming each cell, when a mean AUC is below its threshold.
     Regress(RegressArgs),
+    /// Choose the EIDN+ recipe of a dataset by validation on its training pools (the test
+    /// split is never read); exits 1 when the choice differs from configs/eidn_plus.toml.
+    SelectRecipe(SelectRecipeArgs),
+}
+
+#[derive(Args)]
+pub struct SelectRecipeArgs {
+    /// mnist or cifar10 (a section of the candidates file).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
+    /// Candidates file (default: the committed configs/eidn_plus_candidates.toml).
+    #[arg(long, value_name = "FILE")]
+    pub candidates: Option<PathBuf>,
+    /// Folder for `<dataset>.md` (the validation table) and `<dataset>.toml` (the chosen
+    /// recipe).
+    #[arg(long, value_name = "DIR", default_value = "reports/eidn_plus")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `--only`'s values: the stage ids, listed by clap when one is mistyped.
@@ -168,6 +189,15 @@ pub struct TrainArgs {
     /// crop-flip:N (natural images: pad N, random crop, left-right flip).
     #[arg(long, default_value = "none", value_name = "KIND")]
     pub augment: eidn::model::Augment,
+    /// Zero-pad the 3x3 convs ("same"; the paper's are valid).
+    #[arg(long)]
+    pub same_padding: bool,
+    /// Multiply the conv and dense widths (1: the paper's 32, 64, 128).
+    #[arg(long, default_value_t = 1)]
+    pub width: usize,
+    /// Conv + pool blocks: 2 (the paper) or 3.
+    #[arg(long, default_value_t = 2)]
+    pub blocks: usize,
     /// Seeds the anomaly draw, the weights and the triplet sampler.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -28,7 +28,7 @@ use eidn::experiment::{
     ResultStore, RunMeta, RunOptions, RunSummary, ValidProfile,
 };
 use eidn::metrics::{average_precision, roc_auc};
-use eidn::model::{parse_device, Eidn, EidnParams, TrainOptions};
+use eidn::model::{parse_device, Arch, Eidn, EidnParams, TrainOptions};
 use eidn::report::{records_frame, Report, Thresholds};
 
 /// A check failed (as opposed to an error, 2).
@@ -168,6 +168,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Command::Score(args) => score::score(&args),
+        Command::SelectRecipe(args) => select_recipe(&args, &data_dir, mirror),
         Command::Evaluate(args) => {
             let device = parse_device(&args.device)?;
             let model = Eidn::load(&args.model, &device)?;
@@ -415,6 +416,11 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         batch_size: args.batch_size,
         seed: args.seed,
         augment: args.augment,
+        arch: Arch {
+            same_padding: args.same_padding,
+            width: args.width,
+            blocks: args.blocks,
+        },
     }
     .check()?;
     if !(args.anomaly_ratio > 0.0 && args.anomaly_ratio <= 100.0) {
@@ -481,6 +487,58 @@ fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<Exit
         );
     }
     report_evaluation(&model, data_dir, args.json)
+}
+
+/// `eidn select-recipe`: validation of the EIDN+ candidates on a dataset's training split.
+fn select_recipe(
+    args: &cli::SelectRecipeArgs,
+    data_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<ExitCode> {
+    use eidn::experiment::recipe;
+    let dataset = DatasetName::resolve(&args.dataset)?;
+    let (text, origin) = match &args.candidates {
+        Some(f) => (
+            std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+            f.clone(),
+        ),
+        None => (
+            recipe::CANDIDATES.to_string(),
+            PathBuf::from("configs/eidn_plus_candidates.toml"),
+        ),
+    };
+    let spec = recipe::select_spec(&text, &origin, dataset)?;
+    ensure_data(&[dataset], data_dir, mirror, args.quiet)?;
+    let device = parse_device(&args.device)?;
+    // Only the training split goes in: the selection has no way to read the test split.
+    let train = load(dataset, data_dir, 0)?.train;
+    let selection = recipe::select(&train, dataset, &spec, &device, !args.quiet)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create it", args.out.display()))?;
+    let md = selection.markdown(&spec);
+    eidn::experiment::write_atomic(&args.out.join(format!("{dataset}.md")), md.as_bytes())?;
+    let mut table = toml::map::Map::new();
+    table.insert(
+        dataset.as_str().to_string(),
+        toml::Value::try_from(selection.recipe())?,
+    );
+    let mut root = toml::map::Map::new();
+    root.insert("recipe".into(), toml::Value::Table(table));
+    let chosen = toml::to_string(&toml::Value::Table(root))?;
+    eidn::experiment::write_atomic(&args.out.join(format!("{dataset}.toml")), chosen.as_bytes())?;
+    out!("{md}")?;
+    let name = &selection.rows[selection.chosen].0;
+    if selection.matches_committed() {
+        out!("chosen: {name}, the recipe committed in configs/eidn_plus.toml")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out!(
+            "chosen: {name}, which is NOT the recipe committed in configs/eidn_plus.toml; \
+             the chosen one is in {}",
+            args.out.join(format!("{dataset}.toml")).display()
+        )?;
+        Ok(ExitCode::from(CHECK_FAILED))
+    }
 }
 
 /// Test ROC AUC and AP of `model` on its protocol's test set.

@@ -18,10 +18,10 @@ fn random(shape: &[usize], rng: &mut Xoshiro256PlusPlus, scale: f32) -> Tensor {
 
 /// candle's conv2d + bias + ReLU, and the reshape/max pool (candle's own `max_pool2d`
 /// backward scales gradients by 1/4; see `max_pool2x2`).
-fn reference(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+fn reference(x: &Tensor, w: &Tensor, b: &Tensor, pad: usize) -> Tensor {
     let o = w.dim(0).unwrap();
     let conv = x
-        .conv2d(w, 0, 1, 1, 1)
+        .conv2d(w, pad, 1, 1, 1)
         .unwrap()
         .broadcast_add(&b.reshape((1, o, 1, 1)).unwrap())
         .unwrap()
@@ -66,25 +66,29 @@ fn max_abs(a: &Tensor, b: &Tensor) -> (f32, f32) {
 #[test]
 fn matches_candle_forward_and_backward() {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(42);
-    // (N, C, H, W, O): the encoder's two real blocks at both input sizes, odd sizes, and a
-    // batch that does not divide into the gradient chunks.
-    for (n, c, h, w, o) in [
-        (5, 1, 28, 28, 32),
-        (4, 32, 13, 13, 64),
-        (3, 3, 32, 32, 32),
-        (2, 32, 15, 15, 64),
-        (37, 2, 9, 7, 4),
+    // (N, C, H, W, O, pad): the encoder's two real blocks at both input sizes, odd sizes, a
+    // batch that does not divide into the gradient chunks, and same-padded convs (EIDN+).
+    for (n, c, h, w, o, pad) in [
+        (5, 1, 28, 28, 32, 0),
+        (4, 32, 13, 13, 64, 0),
+        (3, 3, 32, 32, 32, 0),
+        (2, 32, 15, 15, 64, 0),
+        (37, 2, 9, 7, 4, 0),
+        (3, 3, 32, 32, 16, 1),
+        (19, 5, 7, 6, 8, 1),
+        (2, 4, 2, 3, 3, 1),
     ] {
         let x = Var::from_tensor(&random(&[n, c, h, w], &mut rng, 1.0)).unwrap();
         let wt = Var::from_tensor(&random(&[o, c, 3, 3], &mut rng, 0.3)).unwrap();
         let b = Var::from_tensor(&random(&[o], &mut rng, 0.1)).unwrap();
-        let fast = ConvBlock::apply(x.as_tensor(), wt.as_tensor(), b.as_tensor(), true).unwrap();
-        let slow = reference(x.as_tensor(), wt.as_tensor(), b.as_tensor());
+        let fast =
+            ConvBlock::apply(x.as_tensor(), wt.as_tensor(), b.as_tensor(), true, pad).unwrap();
+        let slow = reference(x.as_tensor(), wt.as_tensor(), b.as_tensor(), pad);
         assert_eq!(fast.dims(), slow.dims());
         let (d, s) = max_abs(&slow, &fast);
         assert!(
             d <= 1e-4 * s,
-            "forward {n}x{c}x{h}x{w}->{o}: diff {d} scale {s}"
+            "forward {n}x{c}x{h}x{w}->{o} pad {pad}: diff {d} scale {s}"
         );
 
         let r = random(fast.dims(), &mut rng, 1.0);
@@ -96,7 +100,7 @@ fn matches_candle_forward_and_backward() {
             let (d, s) = max_abs(a, f);
             assert!(
                 d <= 1e-4 * s,
-                "d{name} {n}x{c}x{h}x{w}->{o}: diff {d} scale {s}"
+                "d{name} {n}x{c}x{h}x{w}->{o} pad {pad}: diff {d} scale {s}"
             );
         }
     }
@@ -108,7 +112,7 @@ fn first_block_skips_the_input_gradient() {
     let x = Var::from_tensor(&random(&[2, 1, 8, 8], &mut rng, 1.0)).unwrap();
     let w = Var::from_tensor(&random(&[3, 1, 3, 3], &mut rng, 0.5)).unwrap();
     let b = Var::from_tensor(&random(&[3], &mut rng, 0.1)).unwrap();
-    let y = ConvBlock::apply(x.as_tensor(), w.as_tensor(), b.as_tensor(), false).unwrap();
+    let y = ConvBlock::apply(x.as_tensor(), w.as_tensor(), b.as_tensor(), false, 0).unwrap();
     let g = y.sum_all().unwrap().backward().unwrap();
     assert!(g.get(x.as_tensor()).is_none());
     assert!(g.get(w.as_tensor()).is_some());
@@ -131,7 +135,7 @@ fn matches_finite_differences() {
         let x = Tensor::from_slice(xs, (n, c, h, w), &dev).unwrap();
         let wt = Tensor::from_slice(ws, (o, c, 3, 3), &dev).unwrap();
         let b = Tensor::from_slice(bs, o, &dev).unwrap();
-        let y = ConvBlock::apply(&x, &wt, &b, true).unwrap();
+        let y = ConvBlock::apply(&x, &wt, &b, true, 0).unwrap();
         (y * &r)
             .unwrap()
             .sum_all()
@@ -142,7 +146,7 @@ fn matches_finite_differences() {
     let x = Var::from_slice(&xs, (n, c, h, w), &dev).unwrap();
     let wt = Var::from_slice(&ws, (o, c, 3, 3), &dev).unwrap();
     let b = Var::from_slice(&bs, o, &dev).unwrap();
-    let y = ConvBlock::apply(x.as_tensor(), wt.as_tensor(), b.as_tensor(), true).unwrap();
+    let y = ConvBlock::apply(x.as_tensor(), wt.as_tensor(), b.as_tensor(), true, 0).unwrap();
     let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let flat = |v: &Var| {
         grads

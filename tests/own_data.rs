@@ -110,7 +110,7 @@ fn a_folder_of_shapes_from_verify_to_report() {
         "name = \"mine\"\ndescription = \"shapes\"\nseeds = [0, 1]\n\
          [train]\nepochs = 2\nsteps_per_epoch = 30\nbatch_size = 32\nmargin = 0.2\nlr = 0.001\nembed_dim = 2\n\
          [[stage]]\nid = \"classes\"\ndataset = \"shapes\"\nclasses = [\"circle\", \"circle+triangle\"]\nratios = [0.05]\n\
-         reducers = [\"eidn\", \"pca\"]\ndetectors = [\"origin_distance\", \"isolation_forest\"]\n",
+         reducers = [\"eidn\", \"eidn_plus\", \"pca\"]\ndetectors = [\"origin_distance\", \"isolation_forest\"]\n",
     )
     .unwrap();
     let results = dir.path().join("results");
@@ -133,6 +133,9 @@ fn a_folder_of_shapes_from_verify_to_report() {
         "{md}"
     );
     assert!(md.contains("Fig 7"), "{md}");
+    // EIDN+ (the grey recipe: shifts) trained cells of its own, shown beside EIDN.
+    assert!(md.contains("| EIDN+ | isolation forest |"), "{md}");
+    assert!(md.contains("shapes EIDN+ ours"), "{md}");
     assert!(
         out.contains("shapes: EIDN test AUC per normal class"),
         "{out}"
@@ -324,4 +327,66 @@ fn bad_folders_give_clear_errors_naming_the_file() {
         err.contains("clash.toml") && err.contains("built-in"),
         "{err}"
     );
+}
+
+/// Issue 15: `select-recipe` reads the training split only. An IDX dataset's test files are
+/// replaced by other valid images and labels: the validation table and the chosen recipe are
+/// byte for byte the same.
+#[test]
+fn recipe_selection_never_reads_the_test_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("sel");
+    std::fs::create_dir_all(&idx).unwrap();
+    let write = |split: &str, n: usize, seed: u64| {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+        let mut set = ImageSet {
+            pixels: Vec::new(),
+            labels: Vec::new(),
+            channels: 1,
+            height: SIDE as usize,
+            width: SIDE as usize,
+            class_names: Vec::new(),
+        };
+        for i in 0..n {
+            set.pixels.extend(shape(i % 3, &mut rng).into_raw());
+            set.labels.push((i % 3) as u8);
+        }
+        let (images, labels) = encode_idx(&set);
+        std::fs::write(idx.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
+        std::fs::write(idx.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+    };
+    write("train", 300, 1);
+    write("t10k", 60, 2);
+    let candidates = dir.path().join("candidates.toml");
+    std::fs::write(
+        &candidates,
+        "[sel]\nratio = 0.1\nclasses = [0, 1]\nseeds = [0]\n\
+         base = { epochs = 1, steps_per_epoch = 15, batch_size = 16 }\n\
+         [[sel.candidate]]\nname = \"paper\"\n\
+         [[sel.candidate]]\nname = \"shift\"\ntrain = { augment = \"shift:2\" }\n",
+    )
+    .unwrap();
+    let select = |out: &str| {
+        let (code, stdout, err) = run(eidn(dir.path())
+            .args(["select-recipe", "--quiet", "--dataset"])
+            .arg(format!("idx:{}", idx.display()))
+            .arg("--candidates")
+            .arg(&candidates)
+            .arg("--out")
+            .arg(dir.path().join(out)));
+        // 1: the chosen recipe is not the committed one (there is none for this dataset).
+        assert_eq!(code, Some(1), "{stdout}{err}");
+        assert!(
+            stdout.contains("| paper |") || stdout.contains("| paper **(chosen)** |"),
+            "{stdout}"
+        );
+        let md = std::fs::read_to_string(dir.path().join(out).join("sel.md")).unwrap();
+        let toml = std::fs::read_to_string(dir.path().join(out).join("sel.toml")).unwrap();
+        (md, toml)
+    };
+    let first = select("a");
+    write("t10k", 90, 77);
+    let second = select("b");
+    assert_eq!(first, second, "the selection changed with the test split");
+    assert!(first.1.contains("[recipe.sel]"), "{}", first.1);
 }

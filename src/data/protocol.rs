@@ -96,10 +96,13 @@ impl OneVsRest {
     }
 
     fn check(&self, data: &Dataset) -> Result<(), DataError> {
-        let classes = data.train.class_names.len();
         if data.name != self.dataset {
             return Err(self.invalid(format!("given the {} dataset", data.name)));
         }
+        self.check_classes(data.train.class_names.len())
+    }
+
+    fn check_classes(&self, classes: usize) -> Result<(), DataError> {
         let all = std::iter::once(&self.normal_class)
             .chain(&self.also_normal)
             .chain(self.train_anomaly_classes.iter().flatten())
@@ -124,7 +127,14 @@ impl OneVsRest {
     /// Training pools for the triplet sampler.
     pub fn pools(&self, data: &Dataset) -> Result<Pools, DataError> {
         self.check(data)?;
-        let labels = &data.train.labels;
+        self.pools_from(&data.train)
+    }
+
+    /// The pools drawn from a training split alone: what recipe selection uses, so that it
+    /// cannot see a test image.
+    pub fn pools_from(&self, train: &ImageSet) -> Result<Pools, DataError> {
+        self.check_classes(train.class_names.len())?;
+        let labels = &train.labels;
         let normal: Vec<usize> = (0..labels.len())
             .filter(|&i| self.is_normal(labels[i]))
             .collect();
@@ -154,8 +164,8 @@ impl OneVsRest {
             .collect();
         picked.sort_unstable();
         Ok(Pools {
-            normal: data.train.select(&normal),
-            anomalous: data.train.select(&picked),
+            normal: train.select(&normal),
+            anomalous: train.select(&picked),
         })
     }
 

@@ -4,6 +4,7 @@
 
 pub mod cost;
 pub mod profile;
+pub mod recipe;
 pub mod runner;
 pub mod select;
 pub mod store;
@@ -57,7 +58,7 @@ pub enum ExperimentError {
 
 /// Writes `bytes` with the data layer's temporary file + rename: a crash leaves the old file
 /// or the new one, never half of one.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExperimentError> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ExperimentError> {
     Ok(crate::data::files::write_atomic(path, bytes)?)
 }
 

@@ -10,14 +10,15 @@ use super::ExperimentError;
 use crate::data::protocol::{parse_classes, OneVsRest};
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
-use crate::model::{Augment, EidnParams};
+use crate::model::{Arch, Augment, EidnParams};
 use crate::reduce::ReducerKind;
 
 /// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
-pub const BUILTIN: [(&str, &str); 3] = [
+pub const BUILTIN: [(&str, &str); 4] = [
     ("paper", include_str!("../../configs/paper.toml")),
     ("quick", include_str!("../../configs/quick.toml")),
     ("ci", include_str!("../../configs/ci.toml")),
+    ("plus", include_str!("../../configs/plus.toml")),
 ];
 
 /// EIDN training settings of a stage (the paper's: 50 x 100 steps of 128 triplets).
@@ -36,6 +37,10 @@ pub struct TrainSpec {
     /// Training-time augmentation (`shift:N`, `crop-flip:N`); absent = none, as the paper.
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+    /// The encoder's shape, e.g. `arch = { same_padding = true, width = 2, blocks = 3 }`;
+    /// absent = the paper's.
+    #[serde(default, skip_serializing_if = "Arch::is_paper")]
+    pub arch: Arch,
 }
 
 fn default_margin() -> f64 {
@@ -60,6 +65,7 @@ pub struct TrainOverride {
     pub lr: Option<f64>,
     pub embed_dim: Option<usize>,
     pub augment: Option<Augment>,
+    pub arch: Option<Arch>,
 }
 
 impl TrainOverride {
@@ -73,6 +79,7 @@ impl TrainOverride {
             lr: self.lr.unwrap_or(base.lr),
             embed_dim: self.embed_dim.unwrap_or(base.embed_dim),
             augment: self.augment.unwrap_or(base.augment),
+            arch: self.arch.unwrap_or(base.arch),
         }
     }
 }
@@ -86,6 +93,7 @@ impl TrainSpec {
             epochs: self.epochs,
             steps_per_epoch: self.steps_per_epoch,
             augment: self.augment,
+            arch: self.arch,
             batch_size: self.batch_size,
             seed,
         }
@@ -414,6 +422,7 @@ impl Cell {
         if !t.augment.is_none() {
             id.push_str(&format!("-aug{}", t.augment.to_string().replace(':', "")));
         }
+        id.push_str(&t.arch.id_suffix());
         if let Some(k) = &p.train_anomaly_classes {
             id.push_str(&format!("-seen{}", join_classes(k)));
         }
@@ -424,7 +433,7 @@ impl Cell {
     }
 
     pub fn needs_encoder(&self) -> bool {
-        self.methods.iter().any(|(r, _)| *r == ReducerKind::Eidn)
+        self.methods.iter().any(|(r, _)| r.is_trained())
     }
 }
 
@@ -455,34 +464,49 @@ impl ValidProfile {
                 .map(|c| c.labels(None).expect("a checked profile holds labels"))
                 .collect();
             let seeds = s.seeds.clone().unwrap_or_else(|| self.seeds.clone());
+            // EIDN+ trains its own network (its dataset's recipe), so it gets cells of its own.
+            let (plus, paper): (Vec<ReducerKind>, Vec<ReducerKind>) = s
+                .reducers
+                .iter()
+                .partition(|r| **r == ReducerKind::EidnPlus);
+            let mut trainings = Vec::new();
+            if !paper.is_empty() {
+                trainings.push((train.clone(), paper));
+            }
+            if !plus.is_empty() {
+                trainings.push((super::recipe::eidn_plus(s.dataset).apply(&train), plus));
+            }
             for &ratio in &s.ratios {
                 for class in &classes {
                     for &seed in &seeds {
-                        let protocol = OneVsRest {
-                            train_anomaly_classes: s.train_anomaly_classes.clone(),
-                            test_anomaly_classes: s.test_anomaly_classes.clone(),
-                            ..OneVsRest::new(s.dataset, class[0], ratio, seed).with_normal(class)
-                        };
-                        let cell = Cell {
-                            protocol,
-                            train: train.clone(),
-                            methods: Vec::new(),
-                            stages: Vec::new(),
-                        };
-                        let id = cell.id();
-                        let entry = cells.entry(id.clone()).or_insert_with(|| {
-                            order.push(id);
-                            cell
-                        });
-                        for &r in &s.reducers {
-                            for &d in &s.detectors {
-                                if !entry.methods.contains(&(r, d)) {
-                                    entry.methods.push((r, d));
+                        for (train, reducers) in &trainings {
+                            let protocol = OneVsRest {
+                                train_anomaly_classes: s.train_anomaly_classes.clone(),
+                                test_anomaly_classes: s.test_anomaly_classes.clone(),
+                                ..OneVsRest::new(s.dataset, class[0], ratio, seed)
+                                    .with_normal(class)
+                            };
+                            let cell = Cell {
+                                protocol,
+                                train: train.clone(),
+                                methods: Vec::new(),
+                                stages: Vec::new(),
+                            };
+                            let id = cell.id();
+                            let entry = cells.entry(id.clone()).or_insert_with(|| {
+                                order.push(id);
+                                cell
+                            });
+                            for &r in reducers {
+                                for &d in &s.detectors {
+                                    if !entry.methods.contains(&(r, d)) {
+                                        entry.methods.push((r, d));
+                                    }
                                 }
                             }
-                        }
-                        if !entry.stages.contains(&s.id) {
-                            entry.stages.push(s.id);
+                            if !entry.stages.contains(&s.id) {
+                                entry.stages.push(s.id);
+                            }
                         }
                     }
                 }
@@ -655,6 +679,50 @@ mod tests {
             Path::new("a.toml")
         )
         .is_err());
+    }
+
+    /// Issue 15: `eidn_plus` trains its own cells, at its dataset's recipe, with only its
+    /// methods; the paper-recipe cells keep their ids and methods.
+    #[test]
+    fn eidn_plus_gets_cells_of_its_own() {
+        let text = TINY.replace(
+            "reducers = [\"eidn\", \"pca\"]",
+            "reducers = [\"eidn\", \"eidn_plus\", \"pca\"]",
+        );
+        let p = Profile::parse(&text, Path::new("tiny.toml")).unwrap();
+        let cells = p.cells(&[StageId::Fig7]);
+        assert_eq!(cells.len(), 2);
+        assert_eq!(cells[0].id(), "mnist-c0-r0.05-s0-e1x5-b4-m0.2-lr0.001-l2");
+        assert!(cells[0]
+            .methods
+            .iter()
+            .all(|(r, _)| *r != ReducerKind::EidnPlus));
+        let plus = &cells[1];
+        assert!(plus
+            .methods
+            .iter()
+            .all(|(r, _)| *r == ReducerKind::EidnPlus));
+        assert_eq!(plus.methods.len(), 2);
+        let recipe = super::super::recipe::eidn_plus(DatasetName::Mnist).apply(&p.train);
+        assert_eq!(plus.train, recipe);
+        assert!(
+            !plus.train.augment.is_none() && plus.id().contains("-aug"),
+            "{}",
+            plus.id()
+        );
+        assert!(plus.needs_encoder());
+        let arch = Arch {
+            same_padding: true,
+            width: 2,
+            blocks: 3,
+        };
+        let t = TrainSpec { arch, ..recipe };
+        assert!(Cell {
+            train: t,
+            ..plus.clone()
+        }
+        .id()
+        .ends_with("-same-x2-blk3"));
     }
 
     /// Issue 10 item 1: stages that differ only in a training setting are different cells,

@@ -215,8 +215,10 @@ fn run_cell(
         let reducer = settings.kind();
         let fit_start = Instant::now();
         let fitted: Box<dyn Reducer + '_> = match (settings, &encoder) {
-            (ReducerSettings::Eidn, Some(model)) => Box::new(EidnReducer(model)),
-            (ReducerSettings::Eidn, None) => {
+            (ReducerSettings::Eidn | ReducerSettings::EidnPlus, Some(model)) => {
+                Box::new(EidnReducer(model))
+            }
+            (ReducerSettings::Eidn | ReducerSettings::EidnPlus, None) => {
                 return Err(ExperimentError::Cell {
                     cell: cell.id(),
                     message: "an EIDN method without a trained encoder".into(),
@@ -229,7 +231,7 @@ fn run_cell(
             }
         };
         let train_seconds = match (reducer, &encoder) {
-            (ReducerKind::Eidn, Some(model)) => model.config.train_seconds,
+            (r, Some(model)) if r.is_trained() => model.config.train_seconds,
             _ => fit_start.elapsed().as_secs_f64(),
         };
         let normal = fitted.transform(&pools.normal)?;

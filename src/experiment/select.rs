@@ -34,6 +34,7 @@ pub fn method_settings(
     };
     let reducer = match reducer {
         ReducerKind::Eidn => ReducerSettings::Eidn,
+        ReducerKind::EidnPlus => ReducerSettings::EidnPlus,
         ReducerKind::Pca => ReducerSettings::Pca(
             PcaParams::new(cell.train.embed_dim)
                 .check()

@@ -24,6 +24,78 @@ use serde::{Deserialize, Serialize};
 
 use super::fast::ConvBlock;
 
+/// The encoder's shape beyond the paper's network (EIDN+ options); the default is the
+/// paper's, and then nothing of it is written to `eidn.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Arch {
+    /// Zero-pad every 3x3 conv by one pixel ("same" convs), where the paper's are "valid".
+    #[serde(default)]
+    pub same_padding: bool,
+    /// Multiplies every conv width (32, 64, and 128 for a third block) and the dense layer.
+    #[serde(default = "Arch::one")]
+    pub width: usize,
+    /// Conv + pool blocks: 2 (the paper) or 3.
+    #[serde(default = "Arch::two")]
+    pub blocks: usize,
+}
+
+impl Default for Arch {
+    fn default() -> Self {
+        Arch {
+            same_padding: false,
+            width: 1,
+            blocks: 2,
+        }
+    }
+}
+
+impl Arch {
+    fn one() -> usize {
+        1
+    }
+    fn two() -> usize {
+        2
+    }
+
+    pub fn is_paper(&self) -> bool {
+        *self == Arch::default()
+    }
+
+    /// What a setting may get wrong, as a message.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(1..=8).contains(&self.width) {
+            return Err(format!("width multiplier {} must be in 1..=8", self.width));
+        }
+        if !(2..=3).contains(&self.blocks) {
+            return Err(format!(
+                "{} conv blocks: use 2 (the paper) or 3",
+                self.blocks
+            ));
+        }
+        Ok(())
+    }
+
+    /// Short and folder-safe, for cell ids: "" for the paper's, else e.g. "-same-x2-blk3".
+    pub fn id_suffix(&self) -> String {
+        let mut s = String::new();
+        if self.same_padding {
+            s.push_str("-same");
+        }
+        if self.width != 1 {
+            s.push_str(&format!("-x{}", self.width));
+        }
+        if self.blocks != 2 {
+            s.push_str(&format!("-blk{}", self.blocks));
+        }
+        s
+    }
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// Architecture of the encoder; saved beside the weights.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EncoderConfig {
@@ -31,26 +103,62 @@ pub struct EncoderConfig {
     pub input: [usize; 3],
     pub conv1: usize,
     pub conv2: usize,
+    /// A third conv block's width (EIDN+ only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conv3: Option<usize>,
+    /// Convs padded by one pixel (EIDN+ only).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub same_padding: bool,
     pub hidden: usize,
     pub embed_dim: usize,
 }
 
 impl EncoderConfig {
+    /// The paper's network.
     pub fn new(input: [usize; 3], embed_dim: usize) -> Self {
+        Self::with_arch(input, embed_dim, Arch::default())
+    }
+
+    pub fn with_arch(input: [usize; 3], embed_dim: usize, arch: Arch) -> Self {
+        let w = arch.width;
         EncoderConfig {
             input,
-            conv1: 32,
-            conv2: 64,
-            hidden: 128,
+            conv1: 32 * w,
+            conv2: 64 * w,
+            conv3: (arch.blocks >= 3).then_some(128 * w),
+            same_padding: arch.same_padding,
+            hidden: 128 * w,
             embed_dim,
         }
     }
 
-    /// Side lengths after the two conv+pool blocks, or `None` when the input is too small.
+    /// Output channels of each conv block.
+    pub fn widths(&self) -> Vec<usize> {
+        let mut w = vec![self.conv1, self.conv2];
+        w.extend(self.conv3);
+        w
+    }
+
+    fn pad(&self) -> usize {
+        usize::from(self.same_padding)
+    }
+
+    /// `(conv output side, pooled side)` of each block along one input side; `None` when
+    /// the input is too small for the blocks.
+    fn sides(&self, mut s: usize) -> Option<Vec<(usize, usize)>> {
+        let mut out = Vec::new();
+        for _ in 0..self.widths().len() {
+            let conv = (s + 2 * self.pad()).checked_sub(2).filter(|&c| c >= 2)?;
+            s = conv / 2;
+            out.push((conv, s));
+        }
+        Some(out)
+    }
+
+    /// Side lengths after the conv+pool blocks, or `None` when the input is too small.
     pub fn feature_side(&self) -> Option<(usize, usize)> {
-        let block = |s: usize| s.checked_sub(2).map(|s| s / 2).filter(|&s| s > 0);
-        let h = block(self.input[1]).and_then(block)?;
-        let w = block(self.input[2]).and_then(block)?;
+        let h = self.sides(self.input[1])?.last()?.1;
+        let w = self.sides(self.input[2])?.last()?.1;
         Some((h, w))
     }
 
@@ -58,39 +166,38 @@ impl EncoderConfig {
     /// sizes a training step's memory before anything is allocated.
     pub fn activation_values(&self) -> u64 {
         let [c, h, w] = self.input.map(|v| v as u64);
-        let (h1, w1) = (h.saturating_sub(2), w.saturating_sub(2));
-        let (h2, w2) = ((h1 / 2).saturating_sub(2), (w1 / 2).saturating_sub(2));
-        let conv1 = self.conv1 as u64;
-        let conv2 = self.conv2 as u64;
-        [
-            c.saturating_mul(h).saturating_mul(w),
-            conv1.saturating_mul(h1).saturating_mul(w1),
-            conv2.saturating_mul(h2).saturating_mul(w2),
-            (self.hidden + self.embed_dim) as u64,
-        ]
-        .iter()
-        .fold(0u64, |a, &b| a.saturating_add(b))
+        let mut total = c.saturating_mul(h).saturating_mul(w);
+        if let (Some(hs), Some(ws)) = (self.sides(self.input[1]), self.sides(self.input[2])) {
+            for ((o, (hc, _)), (wc, _)) in self.widths().into_iter().zip(hs).zip(ws) {
+                total = total.saturating_add((o * hc * wc) as u64);
+            }
+        } else {
+            // Too small to run: the constructor refuses it; count the input many times over.
+            total = total.saturating_mul(64);
+        }
+        total.saturating_add((self.hidden + self.embed_dim) as u64)
     }
 
     /// Multiply-adds of one forward pass of one image (for FLOP counts in benches).
     pub fn forward_macs(&self) -> u64 {
-        let [c, h, w] = self.input;
-        let (h1, w1) = (h - 2, w - 2);
-        let (p1h, p1w) = (h1 / 2, w1 / 2);
-        let (h2, w2) = (p1h - 2, p1w - 2);
-        let (fh, fw) = (h2 / 2, w2 / 2);
-        let conv1 = (h1 * w1 * self.conv1 * c * 9) as u64;
-        let conv2 = (h2 * w2 * self.conv2 * self.conv1 * 9) as u64;
-        let fc1 = (fh * fw * self.conv2 * self.hidden) as u64;
-        let fc2 = (self.hidden * self.embed_dim) as u64;
-        conv1 + conv2 + fc1 + fc2
+        let (Some(hs), Some(ws)) = (self.sides(self.input[1]), self.sides(self.input[2])) else {
+            return 0;
+        };
+        let mut c = self.input[0];
+        let mut macs = 0u64;
+        for ((o, (hc, _)), (wc, _)) in self.widths().into_iter().zip(&hs).zip(&ws) {
+            macs += (hc * wc * o * c * 9) as u64;
+            c = o;
+        }
+        let (fh, fw) = (hs.last().unwrap().1, ws.last().unwrap().1);
+        macs + (fh * fw * c * self.hidden + self.hidden * self.embed_dim) as u64
     }
 }
 
 #[derive(Clone, Debug)]
 pub struct Encoder {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    convs: Vec<Conv2d>,
+    pad: usize,
     fc1: Linear,
     fc2: Linear,
     /// Conv blocks through the fused CPU op of [`super::fast`] instead of candle's ops.
@@ -128,11 +235,21 @@ impl Encoder {
             ))
         })?;
         let vb = VarBuilder::from_varmap(varmap, DType::F32, device);
-        let conv = Conv2dConfig::default();
+        let conv = Conv2dConfig {
+            padding: config.pad(),
+            ..Conv2dConfig::default()
+        };
+        let mut convs = Vec::new();
+        let mut c = config.input[0];
+        for (i, o) in config.widths().into_iter().enumerate() {
+            let name = format!("conv{}", i + 1);
+            convs.push(candle_nn::conv2d(c, o, 3, conv, vb.pp(name))?);
+            c = o;
+        }
         let encoder = Encoder {
-            conv1: candle_nn::conv2d(config.input[0], config.conv1, 3, conv, vb.pp("conv1"))?,
-            conv2: candle_nn::conv2d(config.conv1, config.conv2, 3, conv, vb.pp("conv2"))?,
-            fc1: candle_nn::linear(fh * fw * config.conv2, config.hidden, vb.pp("fc1"))?,
+            convs,
+            pad: config.pad(),
+            fc1: candle_nn::linear(fh * fw * c, config.hidden, vb.pp("fc1"))?,
             fc2: candle_nn::linear(config.hidden, config.embed_dim, vb.pp("fc2"))?,
             fast,
         };
@@ -170,16 +287,17 @@ fn seeded_init(varmap: &VarMap, seed: u64) -> Result<()> {
 
 impl Module for Encoder {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let features = if self.fast {
-            let bias = |c: &Conv2d| c.bias().cloned().expect("conv layers have a bias");
-            let h = ConvBlock::apply(x, self.conv1.weight(), &bias(&self.conv1), false)?;
-            ConvBlock::apply(&h, self.conv2.weight(), &bias(&self.conv2), true)?
-        } else {
-            let h = max_pool2x2(&x.apply(&self.conv1)?.relu()?)?;
-            max_pool2x2(&h.apply(&self.conv2)?.relu()?)?
-        };
-        features
-            .flatten_from(1)?
+        let mut h = x.clone();
+        for (i, conv) in self.convs.iter().enumerate() {
+            h = if self.fast {
+                let bias = conv.bias().cloned().expect("conv layers have a bias");
+                // The first block's input is data: no gradient for it.
+                ConvBlock::apply(&h, conv.weight(), &bias, i > 0, self.pad)?
+            } else {
+                max_pool2x2(&h.apply(conv)?.relu()?)?
+            };
+        }
+        h.flatten_from(1)?
             .apply(&self.fc1)?
             .relu()?
             .apply(&self.fc2)
@@ -229,5 +347,49 @@ mod tests {
         assert_eq!(weights(7), weights(7));
         assert_ne!(weights(7), weights(8));
         assert!(EncoderConfig::new([1, 5, 5], 2).feature_side().is_none());
+    }
+
+    /// Same padding keeps the side through each conv; a third block halves it once more.
+    #[test]
+    fn arch_options_shape_the_network() {
+        let arch = Arch {
+            same_padding: true,
+            width: 2,
+            blocks: 3,
+        };
+        let cfg = EncoderConfig::with_arch([3, 32, 32], 2, arch);
+        assert_eq!(cfg.widths(), [64, 128, 256]);
+        assert_eq!(cfg.feature_side(), Some((4, 4)));
+        let valid3 = EncoderConfig::with_arch(
+            [1, 28, 28],
+            2,
+            Arch {
+                blocks: 3,
+                ..Arch::default()
+            },
+        );
+        assert_eq!(valid3.feature_side(), Some((1, 1)));
+        let paper = EncoderConfig::new([1, 28, 28], 2);
+        assert_eq!(
+            paper.forward_macs(),
+            26 * 26 * 32 * 9 + 11 * 11 * 64 * 32 * 9 + 5 * 5 * 64 * 128 + 128 * 2
+        );
+        let json = serde_json::to_string(&paper).unwrap();
+        assert!(
+            !json.contains("conv3") && !json.contains("same_padding"),
+            "{json}"
+        );
+        for fast in [true, false] {
+            let vm = VarMap::new();
+            let enc = Encoder::with_path(&cfg, &vm, &Device::Cpu, 1, fast).unwrap();
+            let x = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+            assert_eq!(enc.forward(&x).unwrap().dims(), &[2, 2]);
+        }
+        assert!(Arch {
+            blocks: 4,
+            ..Arch::default()
+        }
+        .check()
+        .is_err());
     }
 }

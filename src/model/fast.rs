@@ -86,6 +86,8 @@ struct Dims {
     ow: usize,
     ph: usize,
     pw: usize,
+    /// Zero padding on each side (0: valid conv, 1: same).
+    pad: usize,
 }
 
 impl Dims {
@@ -100,18 +102,22 @@ impl Dims {
     }
 }
 
-/// The fused conv3x3 (valid, stride 1) + bias + ReLU + max-pool 2x2 (floor) block.
+/// The fused conv3x3 (stride 1, valid or zero-padded by `pad`) + bias + ReLU + max-pool
+/// 2x2 (floor) block.
 pub struct ConvBlock {
     input_needs_grad: bool,
+    pad: usize,
     threads: usize,
     saved: Mutex<Option<Saved>>,
 }
 
 impl ConvBlock {
-    /// `input_needs_grad`: false for the first block, whose input is data.
-    pub fn new(input_needs_grad: bool) -> Self {
+    /// `input_needs_grad`: false for the first block, whose input is data; `pad`: 0 (the
+    /// paper's valid convs) or 1 (same).
+    pub fn new(input_needs_grad: bool, pad: usize) -> Self {
         ConvBlock {
             input_needs_grad,
+            pad,
             // The same thread count candle's own CPU kernels use (RAYON_NUM_THREADS or cores).
             threads: candle_core::utils::get_num_threads().max(1),
             saved: Mutex::new(None),
@@ -124,8 +130,9 @@ impl ConvBlock {
         weight: &Tensor,
         bias: &Tensor,
         input_needs_grad: bool,
+        pad: usize,
     ) -> Result<Tensor> {
-        x.apply_op3(weight, bias, ConvBlock::new(input_needs_grad))
+        x.apply_op3(weight, bias, ConvBlock::new(input_needs_grad, pad))
     }
 }
 
@@ -216,34 +223,56 @@ fn conv_small_k(w: &[f32], cols: &[f32], (o, p, k): (usize, usize, usize), out: 
     }
 }
 
-/// Unrolls image `x` (C x H x W) into `cols` (C*9 x OH*OW).
+/// For kernel offset `kk` (0..3) along a side of `len` with padding `pad`: the output
+/// positions `o` whose input `o + kk - pad` is inside, and that input's start.
+fn inside(kk: usize, pad: usize, len: usize, out: usize) -> (std::ops::Range<usize>, usize) {
+    let first = pad.saturating_sub(kk);
+    let last = (len + pad).saturating_sub(kk).min(out);
+    (first..last.max(first), first + kk - pad)
+}
+
+/// Unrolls image `x` (C x H x W) into `cols` (C*9 x OH*OW); padded positions are zero.
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
     let p = d.p();
     for c in 0..d.c {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
         for ky in 0..3 {
+            let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
             for kx in 0..3 {
                 let row = &mut cols[((c * 3 + ky) * 3 + kx) * p..][..p];
-                for oy in 0..d.oh {
-                    let src = &plane[(oy + ky) * d.w + kx..][..d.ow];
-                    row[oy * d.ow..(oy + 1) * d.ow].copy_from_slice(src);
+                if d.pad == 0 {
+                    for oy in 0..d.oh {
+                        let src = &plane[(oy + ky) * d.w + kx..][..d.ow];
+                        row[oy * d.ow..(oy + 1) * d.ow].copy_from_slice(src);
+                    }
+                    continue;
+                }
+                let (cols_in, x0) = inside(kx, d.pad, d.w, d.ow);
+                row.fill(0.0);
+                for (i, oy) in rows.clone().enumerate() {
+                    let src = &plane[(y0 + i) * d.w + x0..][..cols_in.len()];
+                    row[oy * d.ow + cols_in.start..oy * d.ow + cols_in.end].copy_from_slice(src);
                 }
             }
         }
     }
 }
 
-/// Folds `dcols` (C*9 x OH*OW) back onto the image gradient `dx` (C x H x W), adding.
+/// Folds `dcols` (C*9 x OH*OW) back onto the image gradient `dx` (C x H x W), adding;
+/// padded positions are dropped.
 fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
     let p = d.p();
     for c in 0..d.c {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
         for ky in 0..3 {
+            let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
             for kx in 0..3 {
                 let row = &dcols[((c * 3 + ky) * 3 + kx) * p..][..p];
-                for oy in 0..d.oh {
-                    let dst = &mut plane[(oy + ky) * d.w + kx..][..d.ow];
-                    for (t, s) in dst.iter_mut().zip(&row[oy * d.ow..(oy + 1) * d.ow]) {
+                let (cols_in, x0) = inside(kx, d.pad, d.w, d.ow);
+                for (i, oy) in rows.clone().enumerate() {
+                    let dst = &mut plane[(y0 + i) * d.w + x0..][..cols_in.len()];
+                    let src = &row[oy * d.ow + cols_in.start..oy * d.ow + cols_in.end];
+                    for (t, s) in dst.iter_mut().zip(src) {
                         *t += s;
                     }
                 }
@@ -277,7 +306,8 @@ impl CustomOp3 for ConvBlock {
         let bias = f32_slice(s3, l3, "bias")?;
         let (n, c, h, w) = l1.shape().dims4()?;
         let (o, wc, kh, kw) = l2.shape().dims4()?;
-        if wc != c || kh != 3 || kw != 3 || bias.len() != o || h < 4 || w < 4 {
+        let pad = self.pad;
+        if wc != c || kh != 3 || kw != 3 || bias.len() != o || h + 2 * pad < 4 || w + 2 * pad < 4 {
             candle_core::bail!(
                 "conv block: input {:?}, weight {:?}, bias {} do not fit a 3x3 conv + 2x2 pool",
                 l1.shape(),
@@ -285,7 +315,7 @@ impl CustomOp3 for ConvBlock {
                 bias.len()
             );
         }
-        let (oh, ow) = (h - 2, w - 2);
+        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
         let d = Dims {
             n,
             c,
@@ -296,6 +326,7 @@ impl CustomOp3 for ConvBlock {
             ow,
             ph: oh / 2,
             pw: ow / 2,
+            pad,
         };
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
         let mut cols = take(&COLS_POOL, n * k * p);

@@ -26,7 +26,7 @@ use crate::data::protocol::{OneVsRest, Pools};
 use crate::data::ImageSet;
 
 pub use augment::Augment;
-pub use encoder::{max_pool2x2, Encoder, EncoderConfig};
+pub use encoder::{max_pool2x2, Arch, Encoder, EncoderConfig};
 pub use loss::triplet_loss;
 pub use sampler::{Pick, TripletBatch, TripletSampler};
 
@@ -73,6 +73,9 @@ pub struct EidnParams {
     /// Training-time augmentation (off, as in the paper).
     #[serde(default, skip_serializing_if = "Augment::is_none")]
     pub augment: Augment,
+    /// The encoder's shape (the paper's by default).
+    #[serde(default, skip_serializing_if = "Arch::is_paper")]
+    pub arch: Arch,
 }
 
 impl Default for EidnParams {
@@ -86,6 +89,7 @@ impl Default for EidnParams {
             batch_size: 128,
             seed: 0,
             augment: Augment::None,
+            arch: Arch::default(),
         }
     }
 }
@@ -139,6 +143,9 @@ impl EidnParams {
                     augment::MAX_SHIFT
                 ));
             }
+        }
+        if let Err(m) = self.arch.check() {
+            return bad(m);
         }
         match self.epochs.checked_mul(self.steps_per_epoch) {
             Some(steps) if steps <= MAX_STEPS => {}
@@ -385,7 +392,7 @@ impl Trainer {
                 want: input,
             });
         }
-        let config = EncoderConfig::new(input, p.embed_dim);
+        let config = EncoderConfig::with_arch(input, p.embed_dim, p.arch);
         // Activations, their gradients and the unrolled conv inputs: about 4 copies.
         let step_bytes = config
             .activation_values()

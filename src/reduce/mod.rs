@@ -41,16 +41,29 @@ pub enum ReduceError {
 #[serde(rename_all = "snake_case")]
 pub enum ReducerKind {
     Eidn,
+    /// EIDN trained with the validated EIDN+ recipe of its dataset (`configs/eidn_plus.toml`).
+    EidnPlus,
     Pca,
     Lda,
 }
 
 impl ReducerKind {
-    pub const ALL: [ReducerKind; 3] = [ReducerKind::Eidn, ReducerKind::Pca, ReducerKind::Lda];
+    pub const ALL: [ReducerKind; 4] = [
+        ReducerKind::Eidn,
+        ReducerKind::EidnPlus,
+        ReducerKind::Pca,
+        ReducerKind::Lda,
+    ];
+
+    /// Whether the method is a trained EIDN encoder (either recipe).
+    pub fn is_trained(self) -> bool {
+        matches!(self, ReducerKind::Eidn | ReducerKind::EidnPlus)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             ReducerKind::Eidn => "eidn",
+            ReducerKind::EidnPlus => "eidn_plus",
             ReducerKind::Pca => "pca",
             ReducerKind::Lda => "lda",
         }
@@ -60,6 +73,7 @@ impl ReducerKind {
     pub fn label(self) -> &'static str {
         match self {
             ReducerKind::Eidn => "EIDN",
+            ReducerKind::EidnPlus => "EIDN+",
             ReducerKind::Pca => "PCA",
             ReducerKind::Lda => "LDA",
         }
@@ -108,6 +122,7 @@ impl Reducer for EidnReducer<'_> {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ReducerSettings {
     Eidn,
+    EidnPlus,
     Pca(PcaValidParams),
     Lda(LdaValidParams),
 }
@@ -116,6 +131,7 @@ impl ReducerSettings {
     pub fn kind(&self) -> ReducerKind {
         match self {
             ReducerSettings::Eidn => ReducerKind::Eidn,
+            ReducerSettings::EidnPlus => ReducerKind::EidnPlus,
             ReducerSettings::Pca(_) => ReducerKind::Pca,
             ReducerSettings::Lda(_) => ReducerKind::Lda,
         }

@@ -7,7 +7,8 @@ use std::path::Path;
 use polars::prelude::*;
 
 use super::frame::{
-    f64s, group_means, is, is_eidn, over_classes, polars_error, ratio_is, stat_at, u64s, Stat,
+    f64s, group_means, is, is_eidn, is_own_score, over_classes, polars_error, ratio_is, stat_at,
+    u64s, Stat,
 };
 use super::plot::{self, BarPanel, Line};
 use super::{new_table, pct, Report, NOT_RUN};
@@ -64,14 +65,19 @@ type Fig5Point = (Option<OverClasses>, Option<f64>);
 struct Fig5 {
     ratios: Vec<f64>,
     series: Vec<(DatasetName, Vec<Fig5Point>)>,
+    /// EIDN+ per dataset that has any, at the same ratios.
+    plus: Vec<(DatasetName, Vec<Option<OverClasses>>)>,
 }
 
 impl Report {
     fn fig5_points(&self) -> Result<Fig5, ExperimentError> {
         let query = || -> PolarsResult<Fig5> {
             let f = &self.frame;
-            let rows = f.filter(&(&is(f, "protocol", "one-vs-rest")? & &is_eidn(f)?))?;
+            let ovr = is(f, "protocol", "one-vs-rest")?;
+            let rows = f.filter(&(&ovr & &is_eidn(f)?))?;
             let ours = over_classes(&rows, &["dataset", "anomaly_ratio"])?;
+            let plus_rows = f.filter(&(&ovr & &is_own_score(f, ReducerKind::EidnPlus)?))?;
+            let plus_stats = over_classes(&plus_rows, &["dataset", "anomaly_ratio"])?;
             let paper = self.published.fig5_frame()?;
             // Every ratio that ran, that the paper gives, or that the profile asks for.
             let mut ratios = f64s(&ours, "anomaly_ratio")?;
@@ -86,8 +92,10 @@ impl Report {
             ratios.sort_by(|a, b| b.total_cmp(a));
             ratios.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
             let mut series = Vec::new();
+            let mut plus = Vec::new();
             for d in self.datasets() {
                 let mut points = Vec::new();
+                let mut plus_points = Vec::new();
                 for &r in &ratios {
                     let at = |df: &DataFrame| -> PolarsResult<BooleanChunked> {
                         Ok(&is(df, "dataset", &d.to_string())? & &ratio_is(df, r)?)
@@ -97,18 +105,27 @@ impl Report {
                         .first()
                         .copied();
                     points.push((ours, paper));
+                    plus_points.push(first_where(&plus_stats, &at(&plus_stats)?)?);
                 }
                 series.push((d, points));
+                if plus_points.iter().any(Option::is_some) {
+                    plus.push((d, plus_points));
+                }
             }
-            Ok(Fig5 { ratios, series })
+            Ok(Fig5 {
+                ratios,
+                series,
+                plus,
+            })
         };
         query().map_err(polars_error("Fig 5"))
     }
 
-    /// Whether the profile asks for one-vs-rest cells of `dataset` at `ratio`.
+    /// Whether the profile asks for EIDN's one-vs-rest cells of `dataset` at `ratio`.
     fn expects(&self, dataset: DatasetName, ratio: f64) -> bool {
         self.profile.stages.iter().any(|s| {
             s.dataset == dataset
+                && s.reducers.contains(&ReducerKind::Eidn)
                 && s.train_anomaly_classes.is_none()
                 && s.ratios.iter().any(|&x| (x - ratio).abs() < 1e-9)
         })
@@ -145,7 +162,16 @@ impl Report {
                 });
             }
         }
-        if lines.iter().any(|l| !l.markers_only) {
+        for (j, (d, pts)) in fig.plus.iter().enumerate() {
+            lines.push(Line {
+                label: format!("{} EIDN+ (ours)", d.label()),
+                // Colours of their own: the paper's markers already use the datasets'.
+                colour: fig.series.len() + j,
+                points: pts.iter().map(|p| p.map(|o| o.stat.mean)).collect(),
+                markers_only: true,
+            });
+        }
+        if lines.iter().any(|l| !l.markers_only) || !fig.plus.is_empty() {
             plot::line_chart(
                 &out.join("fig5.png"),
                 "Fig 5: EIDN mean AUC over classes vs labelled anomaly ratio",
@@ -162,6 +188,9 @@ impl Report {
             header.push(format!("{} ours (classes, seeds)", d.label()));
             header.push(format!("{} paper", d.label()));
         }
+        for (d, _) in &fig.plus {
+            header.push(format!("{} EIDN+ ours", d.label()));
+        }
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
         for (k, &ratio) in fig.ratios.iter().enumerate() {
@@ -174,6 +203,9 @@ impl Report {
                     None => "—".into(),
                 });
                 cells.push(paper.map_or("—".into(), |p| format!("{p:.4}")));
+            }
+            for (_, pts) in &fig.plus {
+                cells.push(pts[k].map_or("—".into(), |o| o.show()));
             }
             let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
@@ -195,11 +227,20 @@ impl Report {
             "classes",
             "seeds",
         ]);
-        for (d, pts) in &fig.series {
-            for (&ratio, (ours, _)) in fig.ratios.iter().zip(pts) {
+        let plus = fig
+            .plus
+            .iter()
+            .map(|(d, pts)| (format!("{} EIDN+", d.label()), pts.clone()));
+        let rows = fig
+            .series
+            .iter()
+            .map(|(d, pts)| (d.label(), pts.iter().map(|p| p.0).collect::<Vec<_>>()))
+            .chain(plus);
+        for (label, pts) in rows {
+            for (&ratio, ours) in fig.ratios.iter().zip(&pts) {
                 if let Some(o) = ours {
                     table.add_row([
-                        d.label(),
+                        label.clone(),
                         pct(ratio),
                         format!("{:.4}", o.stat.mean),
                         o.classes.to_string(),
@@ -253,10 +294,11 @@ impl Report {
             return Ok(());
         }
         let bad = polars_error("Fig 7");
+        let reducers = fig7_reducers(&frames).map_err(&bad)?;
         let mut cells: Vec<Vec<Option<OverClasses>>> = Vec::new();
         for (_, _, stats) in &frames {
             let mut per = Vec::new();
-            for r in ReducerKind::ALL {
+            for &r in &reducers {
                 for k in FIG7_DETECTORS {
                     per.push(method_at(stats, r, k).map_err(&bad)?);
                 }
@@ -273,7 +315,7 @@ impl Report {
                     .iter()
                     .map(|k| k.label().to_string())
                     .collect(),
-                series: ReducerKind::ALL
+                series: reducers
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
@@ -296,7 +338,7 @@ impl Report {
         );
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
-        for (i, r) in ReducerKind::ALL.into_iter().enumerate() {
+        for (i, r) in reducers.iter().enumerate() {
             for (j, k) in FIG7_DETECTORS.into_iter().enumerate() {
                 let mut row = vec![r.label().to_string(), k.label().to_string()];
                 row.extend(
@@ -385,6 +427,21 @@ impl Report {
         let _ = writeln!(out, "Fig 7 (EIDN trained at 5 %)\n{table}\n");
         Ok(())
     }
+}
+
+/// The reducers with a record in any of Fig 7's frames, in [`ReducerKind::ALL`]'s order.
+fn fig7_reducers(frames: &[(DatasetName, DataFrame, DataFrame)]) -> PolarsResult<Vec<ReducerKind>> {
+    let mut out = Vec::new();
+    for r in ReducerKind::ALL {
+        let mut found = false;
+        for (_, _, stats) in frames {
+            found |= is(stats, "reducer", r.as_str())?.any();
+        }
+        if found {
+            out.push(r);
+        }
+    }
+    Ok(out)
 }
 
 /// The (reducer, detector) row of an `over_classes` frame keyed by them.

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::reduce::ReducerKind;
+
 use crate::experiment::{write_atomic, write_csv, ExperimentError, Record, Selection, StageId};
 
 /// Mean, sample standard deviation (None below 2 values) and count.
@@ -127,7 +129,12 @@ pub fn ratio_is(df: &DataFrame, ratio: f64) -> PolarsResult<BooleanChunked> {
 
 /// EIDN's own score: the encoder and the distance from the origin.
 pub fn is_eidn(df: &DataFrame) -> PolarsResult<BooleanChunked> {
-    Ok(&is(df, "reducer", "eidn")? & &is(df, "detector", "origin_distance")?)
+    is_own_score(df, ReducerKind::Eidn)
+}
+
+/// Rows of a trained reducer (EIDN or EIDN+) scored by its own distance from the origin.
+pub fn is_own_score(df: &DataFrame, reducer: ReducerKind) -> PolarsResult<BooleanChunked> {
+    Ok(&is(df, "reducer", reducer.as_str())? & &is(df, "detector", "origin_distance")?)
 }
 
 // polars marks its eager group-by aggregations deprecated in favour of the lazy API, which

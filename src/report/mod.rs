@@ -33,7 +33,8 @@ use crate::experiment::{
     read_failures, read_records, select, write_atomic, ExperimentError, Failure, RunMeta,
     Selection, StageId, ValidProfile,
 };
-use frame::{is, is_eidn, polars_error, ratio_is, stage_column};
+use crate::reduce::ReducerKind;
+use frame::{is, is_own_score, polars_error, ratio_is, stage_column};
 
 /// Everything a report shows, gathered from one results folder.
 pub struct Report {
@@ -159,21 +160,43 @@ impl Report {
         query().map_err(polars_error("selecting a stage's records"))
     }
 
-    /// EIDN's own score on one-vs-rest cells of `dataset` at `ratio` (of `stage`).
-    fn eidn_one_vs_rest(
+    /// `reducer`'s own score (EIDN or EIDN+) on one-vs-rest cells of `dataset` at `ratio`
+    /// (of `stage`).
+    fn own_score_one_vs_rest(
         &self,
         dataset: DatasetName,
         ratio: f64,
         stage: Option<StageId>,
+        reducer: ReducerKind,
     ) -> Result<DataFrame, ExperimentError> {
         let rows = self.of_stage(dataset, stage)?;
         let query = || {
             let mask: BooleanChunked = &(&is(&rows, "protocol", "one-vs-rest")?
                 & &ratio_is(&rows, ratio)?)
-                & &is_eidn(&rows)?;
+                & &is_own_score(&rows, reducer)?;
             rows.filter(&mask)
         };
-        query().map_err(polars_error("EIDN's one-vs-rest records"))
+        query().map_err(polars_error("one-vs-rest records"))
+    }
+
+    /// One line on what EIDN+ trains with on `dataset` (for a table that shows it).
+    fn eidn_plus_line(&self, dataset: DatasetName) -> String {
+        let stage = self
+            .profile
+            .stages
+            .iter()
+            .find(|s| s.dataset == dataset && s.reducers.contains(&ReducerKind::EidnPlus));
+        let base = stage.map_or_else(
+            || self.profile.train.clone(),
+            |s| s.train_spec(&self.profile.train),
+        );
+        let train = crate::experiment::recipe::eidn_plus(dataset).apply(&base);
+        format!(
+            "EIDN+ is EIDN (same loss, sampler and score) trained with {}'s validated recipe: {} \
+             (configs/eidn_plus.toml, chosen on held-out training images; reports/eidn_plus/).",
+            dataset.label(),
+            crate::experiment::recipe::describe(&train)
+        )
     }
 
     /// The datasets a report covers: those the profile names or the records hold (a user's

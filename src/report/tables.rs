@@ -15,6 +15,7 @@ use super::frame::{
 use super::{new_table, pct, Report, NOT_RUN};
 use crate::data::DatasetName;
 use crate::experiment::{ExperimentError, StageId};
+use crate::reduce::ReducerKind;
 use crate::report::PublishedTable;
 
 /// One published table with ours beside it.
@@ -60,9 +61,13 @@ impl Joined {
 }
 
 impl Report {
-    fn join_published(&self, t: &PublishedTable) -> Result<Joined, ExperimentError> {
+    fn join_published(
+        &self,
+        t: &PublishedTable,
+        reducer: ReducerKind,
+    ) -> Result<Joined, ExperimentError> {
         let stage = StageId::parse(&t.id);
-        let rows = self.eidn_one_vs_rest(t.dataset, t.anomaly_ratio, stage)?;
+        let rows = self.own_score_one_vs_rest(t.dataset, t.anomaly_ratio, stage, reducer)?;
         let query = || -> PolarsResult<(DataFrame, Option<Stat>, Vec<u64>)> {
             let ours = over_seeds(&rows, &["class_name"])?;
             let joined = t
@@ -80,6 +85,11 @@ impl Report {
         };
         let (rows, mean, seeds) = query().map_err(polars_error(&t.title))?;
         let coverage = stage.and_then(|s| super::coverage::of(&self.coverage, s, t.dataset));
+        // A number is expected only from a reducer the table's stage runs.
+        let asks = self.profile.stages.iter().any(|s| {
+            Some(s.id) == stage && s.dataset == t.dataset && s.reducers.contains(&reducer)
+        });
+        let coverage = coverage.filter(|_| asks);
         let names = t.dataset.class_names().unwrap_or_default();
         let expected = t
             .rows
@@ -104,13 +114,15 @@ impl Report {
         md: &mut String,
         t: &PublishedTable,
     ) -> Result<(), ExperimentError> {
-        let j = self.join_published(t)?;
+        let j = self.join_published(t, ReducerKind::Eidn)?;
+        let plus = self.join_published(t, ReducerKind::EidnPlus)?;
+        let with_plus = !plus.seeds.is_empty();
         let bad = polars_error(&t.title);
         let _ = writeln!(md, "## {}\n", t.title);
         if let Some(line) = StageId::parse(&t.id).and_then(|s| self.coverage_line(s, t.dataset)) {
             let _ = writeln!(md, "{line}\n");
         }
-        if j.seeds.is_empty() {
+        if j.seeds.is_empty() && !with_plus {
             let _ = writeln!(
                 md,
                 "**Data missing / not run:** no {} records at {} in this results folder{}. Published values only.\n",
@@ -133,6 +145,9 @@ impl Report {
         }));
         header.push("EIDN ours".into());
         header.push("ours − published EIDN".into());
+        if with_plus {
+            header.push("EIDN+ ours".into());
+        }
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
         let classes = strs(&j.rows, "class").map_err(&bad)?;
@@ -143,6 +158,10 @@ impl Report {
             cells.extend(row.values.iter().map(|v| format!("{v:.4}")));
             cells.push(o);
             cells.push(d);
+            if with_plus {
+                let p = plus.ours(i).map_err(&bad)?;
+                cells.push(Joined::show(p, 0.0, plus.expected[i]).0);
+            }
             let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
         let (o, d) = Joined::show(j.mean, t.eidn(&t.mean), j.expected.iter().any(|&e| e));
@@ -150,7 +169,19 @@ impl Report {
         cells.extend(t.mean.iter().map(|v| format!("{v:.4}")));
         cells.push(format!("**{o}**"));
         cells.push(d);
+        if with_plus {
+            let p = Joined::show(plus.mean, 0.0, true).0;
+            cells.push(format!("**{p}**"));
+        }
         let _ = writeln!(md, "| {} |\n", cells.join(" | "));
+        if with_plus {
+            let _ = writeln!(
+                md,
+                "{} Seeds {:?}.\n",
+                self.eidn_plus_line(t.dataset),
+                plus.seeds
+            );
+        }
         if !j.seeds.is_empty() {
             let _ = writeln!(
                 md,
@@ -175,20 +206,23 @@ impl Report {
         out: &mut String,
         t: &PublishedTable,
     ) -> Result<(), ExperimentError> {
-        let j = self.join_published(t)?;
-        if j.seeds.is_empty() {
+        let j = self.join_published(t, ReducerKind::Eidn)?;
+        let plus = self.join_published(t, ReducerKind::EidnPlus)?;
+        if j.seeds.is_empty() && plus.seeds.is_empty() {
             return Ok(());
         }
         let bad = polars_error(&t.title);
-        let mut table = new_table(["class", "paper EIDN", "ours", "diff"]);
+        let mut table = new_table(["class", "paper EIDN", "ours", "diff", "EIDN+ ours"]);
         for (i, row) in t.rows.iter().enumerate() {
             let p = t.eidn(&row.values);
             let (o, d) = Joined::show(j.ours(i).map_err(&bad)?, p, j.expected[i]);
-            table.add_row([row.class.clone(), format!("{p:.4}"), o, d]);
+            let plus = Joined::show(plus.ours(i).map_err(&bad)?, 0.0, plus.expected[i]).0;
+            table.add_row([row.class.clone(), format!("{p:.4}"), o, d, plus]);
         }
         let p = t.eidn(&t.mean);
-        let (o, d) = Joined::show(j.mean, p, true);
-        table.add_row(["mean".into(), format!("{p:.4}"), o, d]);
+        let (o, d) = Joined::show(j.mean, p, j.expected.iter().any(|&e| e));
+        let plus_mean = Joined::show(plus.mean, 0.0, !plus.seeds.is_empty()).0;
+        table.add_row(["mean".into(), format!("{p:.4}"), o, d, plus_mean]);
         let _ = writeln!(out, "{}\n{table}\n", t.title);
         Ok(())
     }
