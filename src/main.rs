@@ -517,15 +517,10 @@ fn select_recipe(
         .with_context(|| format!("{}: cannot create it", args.out.display()))?;
     let md = selection.markdown(&spec);
     eidn::experiment::write_atomic(&args.out.join(format!("{dataset}.md")), md.as_bytes())?;
-    let mut table = toml::map::Map::new();
-    table.insert(
-        dataset.as_str().to_string(),
-        toml::Value::try_from(selection.recipe())?,
-    );
-    let mut root = toml::map::Map::new();
-    root.insert("recipe".into(), toml::Value::Table(table));
-    let chosen = toml::to_string(&toml::Value::Table(root))?;
-    eidn::experiment::write_atomic(&args.out.join(format!("{dataset}.toml")), chosen.as_bytes())?;
+    eidn::experiment::write_atomic(
+        &args.out.join(format!("{dataset}.toml")),
+        selection.recipe_toml().as_bytes(),
+    )?;
     out!("{md}")?;
     let name = &selection.rows[selection.chosen].0;
     if selection.matches_committed() {

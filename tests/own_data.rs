@@ -22,6 +22,25 @@ fn write_folder(dir: &Path, counts: [usize; 3], seed: u64) {
     example::write_shapes(dir, counts, seed).unwrap();
 }
 
+/// `n` shapes (labels cycling 0, 1, 2) as the IDX pair `<split>-{images,labels}-...` in `dir`.
+fn write_idx_shapes(dir: &Path, split: &str, n: usize, rng: &mut Xoshiro256PlusPlus) {
+    let mut set = ImageSet {
+        pixels: Vec::new(),
+        labels: Vec::new(),
+        channels: 1,
+        height: SIDE as usize,
+        width: SIDE as usize,
+        class_names: Vec::new(),
+    };
+    for i in 0..n {
+        set.pixels.extend(shape(i % 3, rng).into_raw());
+        set.labels.push((i % 3) as u8);
+    }
+    let (images, labels) = encode_idx(&set);
+    std::fs::write(dir.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
+    std::fs::write(dir.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+}
+
 fn eidn(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_eidn"));
     c.arg("--data-dir").arg(data).env_remove("EIDN_DATA_DIR");
@@ -145,28 +164,12 @@ fn a_folder_of_shapes_from_verify_to_report() {
 #[test]
 fn idx_files_and_a_split_folder_train() {
     let dir = tempfile::tempdir().unwrap();
-    // IDX: 400 train and 200 test images of the three shapes, labels 0..2.
+    // IDX: 600 train and 300 test images of the three shapes, labels 0..2.
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
     let idx = dir.path().join("idx-shapes");
     std::fs::create_dir_all(&idx).unwrap();
-    for (split, n) in [("train", 600), ("t10k", 300)] {
-        let mut set = ImageSet {
-            pixels: Vec::new(),
-            labels: Vec::new(),
-            channels: 1,
-            height: SIDE as usize,
-            width: SIDE as usize,
-            class_names: Vec::new(),
-        };
-        for i in 0..n {
-            let c = i % 3;
-            set.pixels.extend(shape(c, &mut rng).into_raw());
-            set.labels.push(c as u8);
-        }
-        let (images, labels) = encode_idx(&set);
-        std::fs::write(idx.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
-        std::fs::write(idx.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
-    }
+    write_idx_shapes(&idx, "train", 600, &mut rng);
+    write_idx_shapes(&idx, "t10k", 300, &mut rng);
     let inline = format!("idx:{}", idx.display());
     let (code, out, err) = run(eidn(dir.path())
         .args(["train", "--dataset", &inline, "--normal-class", "0"])
@@ -338,22 +341,7 @@ fn recipe_selection_never_reads_the_test_split() {
     let idx = dir.path().join("sel");
     std::fs::create_dir_all(&idx).unwrap();
     let write = |split: &str, n: usize, seed: u64| {
-        let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let mut set = ImageSet {
-            pixels: Vec::new(),
-            labels: Vec::new(),
-            channels: 1,
-            height: SIDE as usize,
-            width: SIDE as usize,
-            class_names: Vec::new(),
-        };
-        for i in 0..n {
-            set.pixels.extend(shape(i % 3, &mut rng).into_raw());
-            set.labels.push((i % 3) as u8);
-        }
-        let (images, labels) = encode_idx(&set);
-        std::fs::write(idx.join(format!("{split}-images-idx3-ubyte")), images).unwrap();
-        std::fs::write(idx.join(format!("{split}-labels-idx1-ubyte")), labels).unwrap();
+        write_idx_shapes(&idx, split, n, &mut Xoshiro256PlusPlus::seed_from_u64(seed));
     };
     write("train", 300, 1);
     write("t10k", 60, 2);

@@ -51,7 +51,7 @@ impl DatasetName {
     /// A built-in or declared dataset by name.
     pub fn parse(s: &str) -> Option<Self> {
         let name = Self::BUILTIN.into_iter().find(|d| d.as_str() == s);
-        name.or_else(|| registry().keys().find(|k| **k == s).map(|k| DatasetName(k)))
+        name.or_else(|| registry().get_key_value(s).map(|(k, _)| DatasetName(k)))
     }
 
     /// A name as the command line or a profile gives it: a built-in or declared name, or an

@@ -61,11 +61,26 @@ impl DatasetName {
             DatasetName::Cifar10 => Ok([3, 32, 32]),
             DatasetName::Concrete => Ok([3, CONCRETE_SIDE, CONCRETE_SIDE]),
             user => {
-                let d = user.declared()?;
-                match &d.kind {
-                    Kind::Idx { .. } => idx::input_shape(&d.path, user),
-                    Kind::Folder(options) => folder::input_shape(&d.path, user, options),
+                // Read once per process: a folder without a declared size scans its image
+                // headers, and plans and EIDN+ recipes ask per cell.
+                static SHAPES: std::sync::Mutex<Vec<(DatasetName, [usize; 3])>> =
+                    std::sync::Mutex::new(Vec::new());
+                let known = |s: &[(DatasetName, [usize; 3])]| {
+                    s.iter().find(|(n, _)| *n == user).map(|(_, shape)| *shape)
+                };
+                if let Some(shape) = known(&SHAPES.lock().unwrap_or_else(|e| e.into_inner())) {
+                    return Ok(shape);
                 }
+                let d = user.declared()?;
+                let shape = match &d.kind {
+                    Kind::Idx { .. } => idx::input_shape(&d.path, user)?,
+                    Kind::Folder(options) => folder::input_shape(&d.path, user, options)?,
+                };
+                SHAPES
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((user, shape));
+                Ok(shape)
             }
         }
     }

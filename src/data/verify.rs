@@ -246,13 +246,13 @@ fn check_files(entry: &DatasetEntry, dir: &Path) -> Result<Vec<FileCheck>, DataE
 /// Hashes each file a user's declaration gives a SHA-256 for; a listed file that is gone
 /// is an error naming it.
 fn check_declared(decl: &Declaration) -> Result<Vec<FileCheck>, DataError> {
+    if !decl.path.is_dir() {
+        // The folder itself is missing: loading says so, with the hint.
+        return Ok(Vec::new());
+    }
     let mut checks = Vec::new();
     for (name, expected) in &decl.sha256 {
         let path = decl.path.join(name);
-        if !decl.path.is_dir() {
-            // The folder itself is missing: loading says so, with the hint.
-            return Ok(Vec::new());
-        }
         let (sha256, bytes) = sha256_file(&path)?;
         let verdict = if sha256 == *expected {
             FileVerdict::Original

@@ -10,7 +10,7 @@ use candle_core::Device;
 
 use super::{Cell, ExperimentError, Record};
 use crate::data::protocol::Pools;
-use crate::data::{DatasetName, ImageSet};
+use crate::data::ImageSet;
 use crate::model::Trainer;
 
 /// Scoring the test split and fitting the baselines, on top of training: 6 of 88 minutes in
@@ -42,7 +42,6 @@ impl Plan {
         for r in counted {
             *records.entry(r.cell.as_str()).or_default() += 1;
         }
-        let mut shapes: HashMap<DatasetName, [usize; 3]> = HashMap::new();
         let mut plan = Plan {
             cells: cells.len(),
             ..Plan::default()
@@ -57,11 +56,7 @@ impl Plan {
                 continue;
             }
             plan.networks += 1;
-            let dataset = cell.protocol.dataset;
-            let shape = match shapes.get(&dataset) {
-                Some(&s) => s,
-                None => *shapes.entry(dataset).or_insert(dataset.input_shape()?),
-            };
+            let shape = cell.protocol.dataset.input_shape()?;
             *plan
                 .steps
                 .entry((shape, cell.train.batch_size))

@@ -32,17 +32,24 @@ pub const EIDN_PLUS: &str = include_str!("../../configs/eidn_plus.toml");
 /// The committed candidates.
 pub const CANDIDATES: &str = include_str!("../../configs/eidn_plus_candidates.toml");
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RecipeFile {
     recipe: BTreeMap<String, TrainOverride>,
 }
 
+/// The committed recipes, parsed once (profiles ask for them per stage).
+fn committed() -> &'static RecipeFile {
+    static FILE: std::sync::OnceLock<RecipeFile> = std::sync::OnceLock::new();
+    FILE.get_or_init(|| {
+        toml::from_str(EIDN_PLUS).expect("configs/eidn_plus.toml parses (a unit test checks it)")
+    })
+}
+
 /// The EIDN+ recipe of `dataset`: its own, else that of its kind of image (`grey` for one
 /// channel, `colour` for three).
 pub fn eidn_plus(dataset: DatasetName) -> TrainOverride {
-    let file: RecipeFile =
-        toml::from_str(EIDN_PLUS).expect("configs/eidn_plus.toml parses (a unit test checks it)");
+    let file = committed();
     if let Some(r) = file.recipe.get(dataset.as_str()) {
         return r.clone();
     }
@@ -157,15 +164,21 @@ impl Selection {
         }
     }
 
-    /// Whether the committed recipe of this dataset is the one chosen here.
+    /// The chosen recipe as `configs/eidn_plus.toml` spells it (`[recipe.<dataset>]`).
+    pub fn recipe_toml(&self) -> String {
+        let file = RecipeFile {
+            recipe: BTreeMap::from([(self.dataset.to_string(), self.recipe())]),
+        };
+        toml::to_string(&file).expect("a recipe is plain TOML")
+    }
+
+    /// Whether the committed recipe of this dataset, over the first candidate's settings,
+    /// is the one chosen here.
     pub fn matches_committed(&self) -> bool {
-        let file: Result<RecipeFile, _> = toml::from_str(EIDN_PLUS);
-        file.is_ok_and(|f| {
-            f.recipe
-                .get(self.dataset.as_str())
-                .map(|r| r.apply(&self.rows[0].1))
-                == Some(self.rows[self.chosen].1.clone())
-        })
+        committed()
+            .recipe
+            .get(self.dataset.as_str())
+            .is_some_and(|r| r.apply(&self.rows[0].1) == self.rows[self.chosen].1)
     }
 
     pub fn markdown(&self, spec: &SelectSpec) -> String {
@@ -312,7 +325,7 @@ mod tests {
 
     #[test]
     fn committed_files_parse() {
-        let file: RecipeFile = toml::from_str(EIDN_PLUS).unwrap();
+        let file = committed();
         for kind in ["mnist", "cifar10", "grey", "colour"] {
             assert!(file.recipe.contains_key(kind), "{kind}");
         }
