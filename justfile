@@ -81,3 +81,8 @@ select-eidn-plus:
 # EIDN+ on Tables 1-2 (3 seeds), then its report in reports/plus/.
 reproduce-plus *args:
     cargo run --release -- reproduce --profile plus {{args}}
+
+# Deep SAD's protocol (issue 13): EIDN, Deep SAD and Deep SVDD on 10 (normal, known) pairs of
+# MNIST and CIFAR-10 at gamma_l 0-0.2, then the report in reports/deep_sad/. Resumable.
+reproduce-deep-sad *args:
+    cargo run --release -- reproduce --profile deep_sad {{args}}

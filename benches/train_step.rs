@@ -7,6 +7,7 @@ use candle_core::Device;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use eidn::data::protocol::Pools;
 use eidn::data::ImageSet;
+use eidn::model::deep_sad::BenchStep;
 use eidn::model::{Augment, EidnParams, EncoderConfig, Trainer};
 
 fn pools(input: [usize; 3]) -> Pools {
@@ -52,6 +53,12 @@ fn bench_train_step(c: &mut Criterion) {
             name.push_str(&format!("-{augment}"));
         }
         group.bench_function(name, |b| b.iter(|| trainer.step(&pools).unwrap()));
+    }
+    // Deep SAD's step on the authors' CIFAR-10 and MNIST LeNets (issue 13: >= 1.0x PyTorch).
+    for input in [[3, 32, 32], [1, 28, 28]] {
+        let mut step = BenchStep::new(input, 128, &Device::Cpu).unwrap();
+        let name = format!("deep_sad-{}x{}x{}", input[0], input[1], input[2]);
+        group.bench_function(name, |b| b.iter(|| step.step().unwrap()));
     }
     group.finish();
 }

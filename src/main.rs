@@ -381,11 +381,9 @@ fn print_plan(
         .collect();
     let counted = select(&read_records(results)?, profile)?.counted;
     let plan = Plan::new(&mine, &counted, |c| {
-        results
-            .join("encoders")
-            .join(c.id())
-            .join("eidn.json")
-            .is_file()
+        let dir = results.join("encoders").join(c.id());
+        dir.join(eidn::model::CONFIG_FILE).is_file()
+            || dir.join(eidn::model::deep_sad::CONFIG_FILE).is_file()
     })?;
     let per_step = plan.calibrate(&parse_device(&args.device)?)?;
     for line in plan.describe(&per_step, &args.profile) {

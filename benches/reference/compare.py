@@ -65,6 +65,12 @@ def main():
         e, t = eidn[shape], torch_rates[shape]
         f = step_flops(shape) / 1e9
         print(f"| {shape} | {e:.2f} | {t:.2f} | {e / t:.2f}x | {f:.2f} | {e * f:.1f} | {t * f:.1f} |")
+    print("\nDeep SAD's training step (the authors' LeNet, batch 128, issue 13: >= 1.0x PyTorch)\n")
+    print("| network | eidn steps/s | PyTorch steps/s | eidn / PyTorch |")
+    print("|---|---|---|---|")
+    for shape in ["deep_sad-3x32x32", "deep_sad-1x28x28"]:
+        e, t = eidn[shape], torch_rates[shape]
+        print(f"| {shape} | {e:.2f} | {t:.2f} | {e / t:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ def triplet_loss(y, zp, zn, alpha=0.2):
     return F.relu(d_pos - d_neg + alpha).sum()
 
 
+def steps_per_second(step, seconds):
+    """Five warm-up steps, then steps for `seconds`."""
+    for _ in range(5):
+        step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
 def bench(c, h, w, seconds, batch=128, embed_dim=2):
     g = torch.Generator().manual_seed(0)
     normal = torch.randint(0, 256, (1000, c, h, w), dtype=torch.uint8, generator=g)
@@ -63,13 +74,49 @@ def bench(c, h, w, seconds, batch=128, embed_dim=2):
         loss.backward()
         opt.step()
 
-    for _ in range(5):
-        step()
-    n, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        n += 1
-    return n / (time.perf_counter() - start)
+    return steps_per_second(step, seconds)
+
+
+class DeepSadLeNet(nn.Module):
+    """Deep SAD's encoders (lukasruff/Deep-SAD-PyTorch src/networks): 5x5 convs, padding 2,
+    no bias, BatchNorm2d(eps=1e-4, affine=False), leaky ReLU, max-pool 2, linear, no bias."""
+
+    def __init__(self, c, h, widths, rep_dim):
+        super().__init__()
+        convs, bns = [], []
+        for o in widths:
+            convs.append(nn.Conv2d(c, o, 5, bias=False, padding=2))
+            bns.append(nn.BatchNorm2d(o, eps=1e-4, affine=False))
+            c = o
+        self.convs, self.bns = nn.ModuleList(convs), nn.ModuleList(bns)
+        side = h >> len(widths)
+        self.fc1 = nn.Linear(c * side * side, rep_dim, bias=False)
+
+    def forward(self, x):
+        for conv, bn in zip(self.convs, self.bns):
+            x = F.max_pool2d(F.leaky_relu(bn(conv(x))), 2)
+        return self.fc1(x.flatten(1))
+
+
+def bench_deep_sad(c, h, w, seconds, batch=128):
+    """One Deep SAD step as their trainer takes it: batch 128, one labelled anomaly in ten,
+    Adam(lr 1e-4, weight_decay 5e-7), the same loss as eidn's (eta 1, eps 1e-6)."""
+    widths, rep = ([8, 4], 32) if c == 1 else ([32, 64, 128], 128)
+    model = DeepSadLeNet(c, h, widths, rep)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=0.5e-6)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (batch, c, h, w), dtype=torch.uint8, generator=g).float() / 255
+    semi = torch.where(torch.arange(batch) % 10 == 0, -1, 0)
+    center = torch.full((rep,), 0.1)
+
+    def step():
+        dist = ((model(x) - center) ** 2).sum(1)
+        loss = torch.where(semi == 0, dist, (dist + 1e-6) ** semi.float()).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return steps_per_second(step, seconds)
 
 
 def main():
@@ -81,6 +128,10 @@ def main():
     for c, h, w in [(1, 28, 28), (3, 32, 32)]:
         rate = bench(c, h, w, args.seconds)
         print(json.dumps({"input": f"{c}x{h}x{w}", "steps_per_s": rate,
+                          "threads": args.threads, "torch": torch.__version__}), flush=True)
+    for c, h, w in [(3, 32, 32), (1, 28, 28)]:
+        rate = bench_deep_sad(c, h, w, args.seconds)
+        print(json.dumps({"input": f"deep_sad-{c}x{h}x{w}", "steps_per_s": rate,
                           "threads": args.threads, "torch": torch.__version__}), flush=True)
 
 

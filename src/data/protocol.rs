@@ -27,6 +27,20 @@ pub struct OneVsRest {
     pub train_anomaly_classes: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_anomaly_classes: Option<Vec<u8>>,
+    /// Deep SAD's gamma_p: this fraction of the unlabelled (normal) pool is anomalies from
+    /// every anomaly class, unlabelled, disjoint from the labelled ones. 0 (not written) in
+    /// the paper's protocols.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pollution: f64,
+    /// The Deep SAD protocol (Ruff et al. 2020): its tables give the labelled share as
+    /// gamma_l = m / (n + m), so `anomaly_ratio` (m / n, EIDN's) may be 0 (no labelled
+    /// anomalies: Deep SVDD's setting). False (not written) in the paper's protocols.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deep_sad: bool,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The two training pools of the triplet sampler.
@@ -53,7 +67,33 @@ impl OneVsRest {
             seed,
             train_anomaly_classes: None,
             test_anomaly_classes: None,
+            pollution: 0.0,
+            deep_sad: false,
         }
+    }
+
+    /// Deep SAD's protocol: `normal` against every other class, labelled anomalies (a share
+    /// `gamma_l` of the training set) from `known` only, `pollution` (gamma_p) of the
+    /// unlabelled images anomalies from every class; tested on the whole test split.
+    pub fn deep_sad(
+        dataset: DatasetName,
+        normal: u8,
+        known: &[u8],
+        gamma_l: f64,
+        pollution: f64,
+        seed: u64,
+    ) -> Self {
+        OneVsRest {
+            train_anomaly_classes: (gamma_l > 0.0).then(|| known.to_vec()),
+            pollution,
+            deep_sad: true,
+            ..OneVsRest::new(dataset, normal, gamma_l / (1.0 - gamma_l), seed)
+        }
+    }
+
+    /// Deep SAD's gamma_l = m / (n + m) of this protocol's m / n.
+    pub fn gamma_l(&self) -> f64 {
+        self.anomaly_ratio / (1.0 + self.anomaly_ratio)
     }
 
     /// `normal` (at least one label) as the normal set: the first is `normal_class`.
@@ -118,8 +158,16 @@ impl OneVsRest {
                 self.dataset
             )));
         }
-        if !(self.anomaly_ratio > 0.0 && self.anomaly_ratio.is_finite()) {
+        let least = if self.deep_sad {
+            0.0
+        } else {
+            f64::MIN_POSITIVE
+        };
+        if !(self.anomaly_ratio >= least && self.anomaly_ratio.is_finite()) {
             return Err(self.invalid("anomaly ratio must be > 0".into()));
+        }
+        if !(0.0..1.0).contains(&self.pollution) {
+            return Err(self.invalid(format!("pollution {} must be in [0, 1)", self.pollution)));
         }
         Ok(())
     }
@@ -147,9 +195,14 @@ impl OneVsRest {
                         .is_none_or(|k| k.contains(&labels[i]))
             })
             .collect();
-        let wanted = ((normal.len() as f64) * self.anomaly_ratio)
-            .round()
-            .max(1.0) as usize;
+        // Unlabelled anomalies: gamma_p of the unlabelled pool, so p / (n + p) = gamma_p.
+        let polluting =
+            ((normal.len() as f64) * self.pollution / (1.0 - self.pollution)).round() as usize;
+        let unlabelled = normal.len() + polluting;
+        let wanted = match ((unlabelled as f64) * self.anomaly_ratio).round() as usize {
+            0 if self.anomaly_ratio > 0.0 => 1,
+            n => n,
+        };
         if normal.is_empty() || wanted > candidates.len() {
             return Err(self.invalid(format!(
                 "needs {wanted} anomalies but only {} candidate images (and {} normal)",
@@ -163,6 +216,25 @@ impl OneVsRest {
             .map(|k| candidates[k])
             .collect();
         picked.sort_unstable();
+        let mut normal = normal;
+        if polluting > 0 {
+            // From every anomaly class, never an image already labelled.
+            let rest: Vec<usize> = (0..labels.len())
+                .filter(|&i| !self.is_normal(labels[i]) && picked.binary_search(&i).is_err())
+                .collect();
+            if polluting > rest.len() {
+                return Err(self.invalid(format!(
+                    "needs {polluting} polluting anomalies but only {} images are left",
+                    rest.len()
+                )));
+            }
+            normal.extend(
+                rand::seq::index::sample(&mut rng, rest.len(), polluting)
+                    .into_iter()
+                    .map(|k| rest[k]),
+            );
+            normal.sort_unstable();
+        }
         Ok(Pools {
             normal: train.select(&normal),
             anomalous: train.select(&picked),
@@ -288,6 +360,42 @@ mod tests {
             .is_err());
         let everything = OneVsRest::new(DatasetName::Mnist, 0, 0.1, 0).with_normal(&[0, 1, 2, 3]);
         assert!(everything.pools(&d).is_err());
+    }
+
+    /// Deep SAD's counts (their `create_semisupervised_setting` with no labelled normals):
+    /// n normal, p = gamma_p / (1 - gamma_p) n polluting, m = gamma_l (n + p + m) labelled.
+    #[test]
+    fn deep_sad_protocol_counts() {
+        let d = toy();
+        // 100 normal (class 0); gamma_p 0.2 -> 25 polluting; gamma_l 0.1 -> m / 125 = 1/9.
+        let p = OneVsRest::deep_sad(DatasetName::Mnist, 0, &[1], 0.1, 0.2, 3);
+        assert!((p.gamma_l() - 0.1).abs() < 1e-12);
+        let pools = p.pools(&d).unwrap();
+        assert_eq!(pools.normal.len(), 125);
+        assert_eq!(pools.normal.labels.iter().filter(|&&l| l == 0).count(), 100);
+        assert_eq!(pools.anomalous.len(), 14);
+        assert!(pools.anomalous.labels.iter().all(|&l| l == 1));
+        // Polluting images come from every anomaly class.
+        let polluting: Vec<u8> = pools
+            .normal
+            .labels
+            .iter()
+            .copied()
+            .filter(|&l| l != 0)
+            .collect();
+        assert!(
+            polluting.contains(&2) && polluting.contains(&3),
+            "{polluting:?}"
+        );
+        // The whole test split, all nine others anomalous.
+        assert_eq!(p.test_set(&d).unwrap().images.len(), 40);
+        // gamma_l = 0: no labelled anomalies (Deep SVDD), not one forced in.
+        let svdd = OneVsRest::deep_sad(DatasetName::Mnist, 0, &[1], 0.0, 0.0, 3);
+        let pools = svdd.pools(&d).unwrap();
+        assert_eq!((pools.normal.len(), pools.anomalous.len()), (100, 0));
+        assert!(OneVsRest::new(DatasetName::Mnist, 0, 0.0, 0)
+            .pools(&d)
+            .is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use candle_core::Device;
 use super::{Cell, ExperimentError, Record};
 use crate::data::protocol::Pools;
 use crate::data::ImageSet;
+use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
 use crate::model::Trainer;
 
 /// Scoring the test split and fitting the baselines, on top of training: 6 of 88 minutes in
@@ -25,6 +26,8 @@ pub struct Plan {
     pub done: usize,
     /// (input shape, batch size) -> training steps left.
     pub steps: BTreeMap<([usize; 3], usize), u64>,
+    /// Input shape -> Deep SAD image-passes left (images x epochs, pretraining included).
+    pub deep_images: BTreeMap<[usize; 3], u64>,
     /// Cells left whose encoder is not saved yet.
     pub networks: usize,
 }
@@ -57,6 +60,11 @@ impl Plan {
             }
             plan.networks += 1;
             let shape = cell.protocol.dataset.input_shape()?;
+            if let Some(deep) = &cell.deep {
+                *plan.deep_images.entry(shape).or_default() +=
+                    cell.deep_images_per_epoch() * deep.train.epochs_total() as u64;
+                continue;
+            }
             *plan
                 .steps
                 .entry((shape, cell.train.batch_size))
@@ -65,12 +73,18 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Seconds per training step for each (shape, batch) of the plan, measured here.
+    /// Seconds per training step for each (shape, batch) of the plan, then per Deep SAD
+    /// image-pass for each shape of `deep_images`, measured here.
     pub fn calibrate(&self, device: &Device) -> Result<Vec<f64>, ExperimentError> {
-        self.steps
+        let steps = self
+            .steps
             .keys()
-            .map(|&(shape, batch)| step_seconds(shape, batch, device))
-            .collect()
+            .map(|&(shape, batch)| step_seconds(shape, batch, device));
+        let deep = self
+            .deep_images
+            .keys()
+            .map(|&shape| deep_image_seconds(shape, device));
+        steps.chain(deep).collect()
     }
 
     /// The lines printed before a run (and by `--dry-run`): what is left and how long it
@@ -95,6 +109,18 @@ impl Plan {
                 shape[2],
                 s * 1e3,
                 steps as f64 * s / 60.0
+            ));
+        }
+        let deep_rates = per_step.get(self.steps.len()..).unwrap_or_default();
+        for ((shape, &images), &s) in self.deep_images.iter().zip(deep_rates) {
+            training += images as f64 * s;
+            lines.push(format!(
+                "  Deep SAD / SVDD {}x{}x{}: {images} image-passes x {:.2} ms (calibrated here) = {:.1} min",
+                shape[0],
+                shape[1],
+                shape[2],
+                s * 1e3,
+                images as f64 * s / 60.0
             ));
         }
         let total = training * (1.0 + SCORING_OVERHEAD);
@@ -145,6 +171,28 @@ fn step_seconds(shape: [usize; 3], batch: usize, device: &Device) -> Result<f64,
         trainer.step(&pools)?;
     }
     Ok(start.elapsed().as_secs_f64() / 3.0)
+}
+
+/// Seconds per image per epoch of Deep SAD training at `shape`: one epoch of pretraining and
+/// one of training on 256 synthetic images, over the 512 image-passes.
+fn deep_image_seconds(shape: [usize; 3], device: &Device) -> Result<f64, ExperimentError> {
+    let pools = Pools {
+        normal: ImageSet::synthetic(256, shape, 1),
+        anomalous: ImageSet::synthetic(0, shape, 2),
+    };
+    let params = DeepSadParams {
+        train: DeepSadTrain {
+            ae_epochs: 1,
+            epochs: 1,
+            ..DeepSadTrain::default()
+        },
+        supervised: false,
+        seed: 0,
+    }
+    .check()?;
+    let start = Instant::now();
+    params.fit(&pools, device, &Default::default())?;
+    Ok(start.elapsed().as_secs_f64() / 512.0)
 }
 
 #[cfg(test)]

@@ -10,15 +10,17 @@ use super::ExperimentError;
 use crate::data::protocol::{parse_classes, OneVsRest};
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
+use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
 use crate::model::{Arch, Augment, EidnParams};
 use crate::reduce::ReducerKind;
 
 /// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
-pub const BUILTIN: [(&str, &str); 4] = [
+pub const BUILTIN: [(&str, &str); 5] = [
     ("paper", include_str!("../../configs/paper.toml")),
     ("quick", include_str!("../../configs/quick.toml")),
     ("ci", include_str!("../../configs/ci.toml")),
     ("plus", include_str!("../../configs/plus.toml")),
+    ("deep_sad", include_str!("../../configs/deep_sad.toml")),
 ];
 
 /// EIDN training settings of a stage (the paper's: 50 x 100 steps of 128 triplets).
@@ -116,6 +118,9 @@ pub enum StageId {
     Fig7,
     /// Any dataset's per-class table (a user's own, which the paper has no table for).
     Classes,
+    /// Deep SAD's protocol and table (Ruff et al. 2020), beside EIDN.
+    #[serde(rename = "deep_sad")]
+    DeepSad,
 }
 
 impl StageId {
@@ -128,10 +133,11 @@ impl StageId {
             StageId::Unseen => "unseen",
             StageId::Fig7 => "fig7",
             StageId::Classes => "classes",
+            StageId::DeepSad => "deep_sad",
         }
     }
 
-    pub const ALL: [StageId; 7] = [
+    pub const ALL: [StageId; 8] = [
         StageId::Table1,
         StageId::Table2,
         StageId::Table3,
@@ -139,6 +145,7 @@ impl StageId {
         StageId::Unseen,
         StageId::Fig7,
         StageId::Classes,
+        StageId::DeepSad,
     ];
 
     pub fn parse(s: &str) -> Option<StageId> {
@@ -157,8 +164,21 @@ pub struct StageSpec {
     /// together. Default: every class in turn (Concrete: 0, the uncracked images).
     #[serde(default)]
     pub classes: Option<Vec<ClassRef>>,
-    /// Anomalies as a fraction of the normal training images.
+    /// Anomalies as a fraction of the normal training images (every stage but `deep_sad`).
+    #[serde(default)]
     pub ratios: Vec<f64>,
+    /// `deep_sad` stages: labelled anomalies as Deep SAD counts them, gamma_l = m / (n + m);
+    /// 0 is the unsupervised setting (Deep SVDD alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma_l: Option<Vec<f64>>,
+    /// `deep_sad` stages: gamma_p, the share of unlabelled anomalies in the unlabelled pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pollution: Option<f64>,
+    /// `deep_sad` stages: the (normal class, known anomaly class) pairs, in place of
+    /// `classes`; default every class of `classes` with every other class (the authors' 90
+    /// pairs on a ten-class dataset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairs: Option<Vec<[u8; 2]>>,
     /// Default: the profile's seeds.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
@@ -245,6 +265,9 @@ pub struct Profile {
     pub description: String,
     pub seeds: Vec<u64>,
     pub train: TrainSpec,
+    /// Deep SAD / Deep SVDD training (the authors' settings unless given).
+    #[serde(default)]
+    pub deep_sad: DeepSadTrain,
     #[serde(rename = "stage")]
     pub stages: Vec<StageSpec>,
 }
@@ -318,15 +341,49 @@ impl Profile {
             return bad("no [[stage]]".into());
         }
         let train = self.train.clone();
+        let deep_sad = self.deep_sad.clone();
         for (i, s) in self.stages.iter_mut().enumerate() {
             let at = format!("stage {} ({})", i + 1, s.id.as_str());
             if let Err(e) = s.train_spec(&train).params(0).check() {
                 return bad(format!("{at}: {e}"));
             }
-            if s.ratios.is_empty() || s.ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
-                return bad(format!(
-                    "{at}: ratios must be a non-empty list of numbers > 0"
-                ));
+            if s.id == StageId::DeepSad {
+                let g = s.gamma_l.as_deref().unwrap_or_default();
+                if !s.ratios.is_empty() || g.is_empty() || g.iter().any(|g| !(0.0..1.0).contains(g))
+                {
+                    return bad(format!(
+                        "{at}: a deep_sad stage takes gamma_l (a non-empty list in [0, 1)) instead of ratios"
+                    ));
+                }
+                if !(0.0..1.0).contains(&s.pollution.unwrap_or(0.0)) {
+                    return bad(format!("{at}: pollution must be in [0, 1)"));
+                }
+                if let Some(p) = s.pairs.iter().flatten().find(|[n, k]| n == k) {
+                    return bad(format!(
+                        "{at}: pair {p:?}: the known anomaly class is the normal one"
+                    ));
+                }
+            } else {
+                if s.ratios.is_empty() || s.ratios.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+                    return bad(format!(
+                        "{at}: ratios must be a non-empty list of numbers > 0"
+                    ));
+                }
+                if s.gamma_l.is_some() || s.pollution.is_some() || s.pairs.is_some() {
+                    return bad(format!(
+                        "{at}: gamma_l, pollution and pairs belong to deep_sad stages"
+                    ));
+                }
+            }
+            if s.reducers.iter().any(|r| r.is_deep_sad()) {
+                let p = DeepSadParams {
+                    train: deep_sad.clone(),
+                    supervised: true,
+                    seed: 0,
+                };
+                if let Err(e) = p.check() {
+                    return bad(format!("[deep_sad]: {e}"));
+                }
             }
             if s.seeds.as_ref().is_some_and(|v| v.is_empty()) {
                 return bad(format!("{at}: seeds is empty"));
@@ -377,7 +434,8 @@ impl Profile {
                     .train_anomaly_classes
                     .iter()
                     .flatten()
-                    .chain(s.test_anomaly_classes.iter().flatten());
+                    .chain(s.test_anomaly_classes.iter().flatten())
+                    .chain(s.pairs.iter().flatten().flatten());
                 for &c in others {
                     if c as usize >= n.len() {
                         return bad(format!("{at}: class {c} out of range for {}", s.dataset));
@@ -394,9 +452,35 @@ impl Profile {
 #[derive(Clone, Debug)]
 pub struct Cell {
     pub protocol: OneVsRest,
+    /// EIDN's training (the profile's, unused by a Deep SAD cell).
     pub train: TrainSpec,
+    /// Set when the cell trains a Deep SAD / Deep SVDD network instead of an EIDN one.
+    pub deep: Option<DeepSadCell>,
     pub methods: Vec<(ReducerKind, DetectorKind)>,
     pub stages: Vec<StageId>,
+}
+
+/// A Deep SAD cell's network: its settings, and whether it sees the labelled anomalies.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeepSadCell {
+    pub train: DeepSadTrain,
+    pub supervised: bool,
+}
+
+impl DeepSadCell {
+    pub fn params(&self, seed: u64) -> DeepSadParams {
+        DeepSadParams {
+            train: self.train.clone(),
+            supervised: self.supervised,
+            seed,
+        }
+    }
+}
+
+/// How a cell's network is trained.
+enum Training {
+    Eidn(TrainSpec),
+    Deep(DeepSadCell),
 }
 
 impl Cell {
@@ -406,19 +490,31 @@ impl Cell {
     pub fn id(&self) -> String {
         let p = &self.protocol;
         let t = &self.train;
+        let ratio = if p.deep_sad {
+            format!("gl{}", (p.gamma_l() * 1e6).round() / 1e6)
+        } else {
+            format!("r{}", p.anomaly_ratio)
+        };
         let mut id = format!(
-            "{}-c{}-r{}-s{}-e{}x{}-b{}-m{}-lr{}-l{}",
+            "{}-c{}-{ratio}-s{}",
             p.dataset,
             join_classes(&p.normal_classes()),
-            p.anomaly_ratio,
-            p.seed,
-            t.epochs,
-            t.steps_per_epoch,
-            t.batch_size,
-            t.margin,
-            t.lr,
-            t.embed_dim
+            p.seed
         );
+        if p.pollution > 0.0 {
+            id.push_str(&format!("-p{}", p.pollution));
+        }
+        if let Some(deep) = &self.deep {
+            if let Some(k) = &p.train_anomaly_classes {
+                id.push_str(&format!("-seen{}", join_classes(k)));
+            }
+            let method = if deep.supervised { "dsad" } else { "dsvdd" };
+            return format!("{id}-{method}-{}", deep.train.id_suffix());
+        }
+        id.push_str(&format!(
+            "-e{}x{}-b{}-m{}-lr{}-l{}",
+            t.epochs, t.steps_per_epoch, t.batch_size, t.margin, t.lr, t.embed_dim
+        ));
         if !t.augment.is_none() {
             id.push_str(&format!("-aug{}", t.augment.to_string().replace(':', "")));
         }
@@ -434,6 +530,14 @@ impl Cell {
 
     pub fn needs_encoder(&self) -> bool {
         self.methods.iter().any(|(r, _)| r.is_trained())
+    }
+
+    /// The input images a Deep SAD cell trains on per epoch, roughly (for cost estimates):
+    /// one class of a ten-class dataset of 6,000 images each, plus its anomalies.
+    pub fn deep_images_per_epoch(&self) -> u64 {
+        let p = &self.protocol;
+        let unlabelled = 6000.0 / (1.0 - p.pollution);
+        (unlabelled * (1.0 + p.anomaly_ratio)) as u64
     }
 }
 
@@ -465,49 +569,120 @@ impl ValidProfile {
                 .collect();
             let seeds = s.seeds.clone().unwrap_or_else(|| self.seeds.clone());
             // EIDN+ trains its own network (its dataset's recipe), so it gets cells of its own.
-            let (plus, paper): (Vec<ReducerKind>, Vec<ReducerKind>) = s
-                .reducers
-                .iter()
-                .partition(|r| **r == ReducerKind::EidnPlus);
-            let mut trainings = Vec::new();
+            let of = |keep: fn(ReducerKind) -> bool| -> Vec<ReducerKind> {
+                s.reducers.iter().copied().filter(|r| keep(*r)).collect()
+            };
+            let mut trainings: Vec<(Training, Vec<ReducerKind>)> = Vec::new();
+            let paper = of(|r| !r.is_deep_sad() && r != ReducerKind::EidnPlus);
             if !paper.is_empty() {
-                trainings.push((train.clone(), paper));
+                trainings.push((Training::Eidn(train.clone()), paper));
             }
+            let plus = of(|r| r == ReducerKind::EidnPlus);
             if !plus.is_empty() {
-                trainings.push((super::recipe::eidn_plus(s.dataset).apply(&train), plus));
+                let recipe = super::recipe::eidn_plus(s.dataset).apply(&train);
+                trainings.push((Training::Eidn(recipe), plus));
             }
-            for &ratio in &s.ratios {
-                for class in &classes {
-                    for &seed in &seeds {
-                        for (train, reducers) in &trainings {
-                            let protocol = OneVsRest {
+            for (kind, supervised) in [(ReducerKind::DeepSad, true), (ReducerKind::DeepSvdd, false)]
+            {
+                if s.reducers.contains(&kind) {
+                    let deep = DeepSadCell {
+                        train: self.deep_sad.clone(),
+                        supervised,
+                    };
+                    trainings.push((Training::Deep(deep), vec![kind]));
+                }
+            }
+            // The protocols of the stage, in the order its cells run.
+            let mut protocols = Vec::new();
+            if s.id == StageId::DeepSad {
+                let pairs: Vec<[u8; 2]> = s.pairs.clone().unwrap_or_else(|| {
+                    let n = s.dataset.class_names().map_or(0, |n| n.len()) as u8;
+                    classes
+                        .iter()
+                        .flat_map(|c| (0..n).filter(|k| !c.contains(k)).map(|k| [c[0], k]))
+                        .collect()
+                });
+                for &gamma in s.gamma_l.iter().flatten() {
+                    for &[normal, known] in &pairs {
+                        for &seed in &seeds {
+                            let pollution = s.pollution.unwrap_or(0.0);
+                            protocols.push(OneVsRest::deep_sad(
+                                s.dataset,
+                                normal,
+                                &[known],
+                                gamma,
+                                pollution,
+                                seed,
+                            ));
+                        }
+                    }
+                }
+            } else {
+                for &ratio in &s.ratios {
+                    for class in &classes {
+                        for &seed in &seeds {
+                            protocols.push(OneVsRest {
                                 train_anomaly_classes: s.train_anomaly_classes.clone(),
                                 test_anomaly_classes: s.test_anomaly_classes.clone(),
                                 ..OneVsRest::new(s.dataset, class[0], ratio, seed)
                                     .with_normal(class)
-                            };
-                            let cell = Cell {
-                                protocol,
-                                train: train.clone(),
-                                methods: Vec::new(),
-                                stages: Vec::new(),
-                            };
-                            let id = cell.id();
-                            let entry = cells.entry(id.clone()).or_insert_with(|| {
-                                order.push(id);
-                                cell
                             });
-                            for &r in reducers {
-                                for &d in &s.detectors {
-                                    if !entry.methods.contains(&(r, d)) {
-                                        entry.methods.push((r, d));
-                                    }
-                                }
-                            }
-                            if !entry.stages.contains(&s.id) {
-                                entry.stages.push(s.id);
+                        }
+                    }
+                }
+            }
+            for protocol in protocols {
+                for (training, reducers) in &trainings {
+                    let cell = match training {
+                        // Without labelled anomalies only Deep SVDD trains (Deep SAD is
+                        // then the same network, and EIDN has no anomaly pool).
+                        _ if protocol.anomaly_ratio == 0.0
+                            && !matches!(training, Training::Deep(d) if !d.supervised) =>
+                        {
+                            continue
+                        }
+                        Training::Eidn(t) => Cell {
+                            protocol: protocol.clone(),
+                            train: t.clone(),
+                            deep: None,
+                            methods: Vec::new(),
+                            stages: Vec::new(),
+                        },
+                        Training::Deep(d) => Cell {
+                            // Deep SVDD never sees labelled anomalies: one network serves
+                            // every gamma_l and known class of the Deep SAD protocol.
+                            protocol: if d.supervised || !protocol.deep_sad {
+                                protocol.clone()
+                            } else {
+                                OneVsRest::deep_sad(
+                                    protocol.dataset,
+                                    protocol.normal_class,
+                                    &[],
+                                    0.0,
+                                    protocol.pollution,
+                                    protocol.seed,
+                                )
+                            },
+                            train: train.clone(),
+                            deep: Some(d.clone()),
+                            methods: Vec::new(),
+                            stages: Vec::new(),
+                        },
+                    };
+                    let id = cell.id();
+                    let entry = cells.entry(id.clone()).or_insert_with(|| {
+                        order.push(id);
+                        cell
+                    });
+                    for &r in reducers {
+                        for &d in &s.detectors {
+                            if !entry.methods.contains(&(r, d)) {
+                                entry.methods.push((r, d));
                             }
                         }
+                    }
+                    if !entry.stages.contains(&s.id) {
+                        entry.stages.push(s.id);
                     }
                 }
             }
@@ -585,6 +760,80 @@ mod tests {
         assert!(paper.seeds.len() >= 3);
         assert_eq!(paper.train.steps(), 5000);
         assert_eq!(paper.train.batch_size, 128);
+    }
+
+    /// The Deep SAD protocol's cells: per gamma_l > 0 and pair one EIDN and one Deep SAD
+    /// network; one Deep SVDD network per normal class, shared by every gamma_l; nothing
+    /// supervised at gamma_l = 0.
+    #[test]
+    fn deep_sad_stage_cells() {
+        let text = r#"
+            name = "d"
+            description = "x"
+            seeds = [0, 1]
+            [train]
+            epochs = 1
+            steps_per_epoch = 10
+            batch_size = 8
+            [deep_sad]
+            ae_epochs = 1
+            epochs = 2
+            [[stage]]
+            id = "deep_sad"
+            dataset = "mnist"
+            pairs = [[0, 1], [3, 2]]
+            gamma_l = [0.0, 0.05]
+            pollution = 0.1
+            reducers = ["eidn", "deep_sad", "deep_svdd"]
+            detectors = ["origin_distance", "gmm"]
+        "#;
+        let p = Profile::parse(text, Path::new("d.toml")).unwrap();
+        let cells = p.cells(&[]);
+        let count = |f: fn(&Cell) -> bool| cells.iter().filter(|c| f(c)).count();
+        // 2 pairs x 2 seeds at gamma_l 0.05: EIDN and Deep SAD; Deep SVDD: 2 classes x 2 seeds.
+        assert_eq!(count(|c| c.deep.is_none()), 4);
+        assert_eq!(count(|c| c.deep.as_ref().is_some_and(|d| d.supervised)), 4);
+        assert_eq!(count(|c| c.deep.as_ref().is_some_and(|d| !d.supervised)), 4);
+        assert_eq!(cells.len(), 12);
+        for c in &cells {
+            let p = &c.protocol;
+            assert!(p.deep_sad && p.pollution == 0.1, "{}", c.id());
+            assert_eq!(c.methods.len(), 2);
+            match &c.deep {
+                Some(d) if !d.supervised => {
+                    assert_eq!(p.anomaly_ratio, 0.0);
+                    assert!(
+                        c.id().contains("-gl0-") && c.id().contains("-dsvdd-"),
+                        "{}",
+                        c.id()
+                    );
+                }
+                _ => {
+                    assert!((p.gamma_l() - 0.05).abs() < 1e-12);
+                    let known = if p.normal_class == 0 { 1 } else { 2 };
+                    assert_eq!(p.train_anomaly_classes, Some(vec![known]));
+                    assert!(c.id().contains("-gl0.05-"), "{}", c.id());
+                }
+            }
+        }
+        // A checked profile checks again (runs save it and reports re-read it).
+        let again = toml::to_string(&*p).unwrap();
+        assert!(
+            Profile::parse(&again, Path::new("again.toml")).is_ok(),
+            "{again}"
+        );
+        for bad in [
+            text.replace("gamma_l = [0.0, 0.05]", "ratios = [0.05]"),
+            text.replace("gamma_l = [0.0, 0.05]", "gamma_l = [1.0]"),
+            text.replace("[3, 2]", "[2, 2]"),
+            text.replace("ae_epochs = 1", "ae_epochs = 1\nlr = -1.0"),
+            text.replace(r#"id = "deep_sad""#, "id = \"table1\"\nratios = [0.1]"),
+        ] {
+            assert!(
+                Profile::parse(&bad, Path::new("bad.toml")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     const TINY: &str = r#"

@@ -19,8 +19,11 @@ use crate::data::verify::{verify, DatasetReport};
 use crate::data::{load, Dataset, DatasetName, ImageSet};
 use crate::detect::Detector;
 use crate::metrics::{average_precision, roc_auc};
+use crate::model::deep_sad::{self, DeepSad};
 use crate::model::{Eidn, TrainOptions};
-use crate::reduce::{EidnReducer, PcaParams, Reducer, ReducerKind, ReducerSettings};
+use crate::reduce::{
+    DeepSadReducer, EidnReducer, PcaParams, Reducer, ReducerKind, ReducerSettings,
+};
 
 pub struct RunOptions {
     pub data_dir: PathBuf,
@@ -191,6 +194,16 @@ fn run_cell(
     let dataset = data.get(protocol.dataset, protocol.seed)?;
     let pools = protocol.pools(dataset)?;
     let test = protocol.test_set(dataset)?;
+    let deep = match &cell.deep {
+        Some(_) => Some(deep_sad_for(
+            cell,
+            &pools,
+            status,
+            store.dir(),
+            &options.device,
+        )?),
+        None => None,
+    };
     let encoder = if cell.needs_encoder() {
         Some(encoder_for(
             cell,
@@ -224,14 +237,24 @@ fn run_cell(
                     message: "an EIDN method without a trained encoder".into(),
                 })
             }
+            (ReducerSettings::DeepSad | ReducerSettings::DeepSvdd, _) => match &deep {
+                Some(model) => Box::new(DeepSadReducer(model)),
+                None => {
+                    return Err(ExperimentError::Cell {
+                        cell: cell.id(),
+                        message: "a Deep SAD method in a cell without a Deep SAD network".into(),
+                    })
+                }
+            },
             (ReducerSettings::Pca(p), _) => Box::new(p.fit(&both_pools(&pools))?),
             (ReducerSettings::Lda(p), _) => {
                 let (images, y) = labelled_pools(&pools);
                 Box::new(p.fit(&images, &y)?)
             }
         };
-        let train_seconds = match (reducer, &encoder) {
-            (r, Some(model)) if r.is_trained() => model.config.train_seconds,
+        let train_seconds = match (reducer, &encoder, &deep) {
+            (r, Some(model), _) if r.is_trained() => model.config.train_seconds,
+            (r, _, Some(model)) if r.is_deep_sad() => model.config.train_seconds,
             _ => fit_start.elapsed().as_secs_f64(),
         };
         let normal = fitted.transform(&pools.normal)?;
@@ -319,7 +342,9 @@ fn detect_and_score(
 }
 
 pub fn protocol_name(p: &OneVsRest) -> &'static str {
-    if p.train_anomaly_classes.is_some() || p.test_anomaly_classes.is_some() {
+    if p.deep_sad {
+        "deep-sad"
+    } else if p.train_anomaly_classes.is_some() || p.test_anomaly_classes.is_some() {
         "unseen"
     } else {
         "one-vs-rest"
@@ -353,6 +378,38 @@ fn encoder_for(
         reference_ops: false,
         data: Some(data_status.to_string()),
         calibrate_fpr: None,
+    };
+    let model = params.check()?.fit(pools, device, &options)?;
+    model.save(&dir)?;
+    Ok(model)
+}
+
+/// The cell's saved Deep SAD network when trained with the same settings on the same copy
+/// of the data, else a new one (saved before it is used).
+fn deep_sad_for(
+    cell: &Cell,
+    pools: &Pools,
+    data_status: &str,
+    results: &Path,
+    device: &Device,
+) -> Result<DeepSad, ExperimentError> {
+    let deep = cell.deep.as_ref().expect("a Deep SAD cell");
+    let dir = results.join("encoders").join(cell.id());
+    let params = deep.params(cell.protocol.seed);
+    if dir.join(deep_sad::CONFIG_FILE).exists() {
+        if let Ok(model) = DeepSad::load(&dir, device) {
+            if model.config.params == params
+                && model.config.protocol.as_ref() == Some(&cell.protocol)
+                && model.config.data.as_deref() == Some(data_status)
+            {
+                return Ok(model);
+            }
+        }
+    }
+    let options = TrainOptions {
+        protocol: Some(cell.protocol.clone()),
+        data: Some(data_status.to_string()),
+        ..TrainOptions::default()
     };
     let model = params.check()?.fit(pools, device, &options)?;
     model.save(&dir)?;

@@ -40,6 +40,8 @@ pub fn method_settings(
                 .check()
                 .map_err(|e| bad(e.to_string()))?,
         ),
+        ReducerKind::DeepSad => ReducerSettings::DeepSad,
+        ReducerKind::DeepSvdd => ReducerSettings::DeepSvdd,
         ReducerKind::Lda => ReducerSettings::Lda(
             LdaParams::default()
                 .shrinkage(LDA_SHRINKAGE)
@@ -65,10 +67,14 @@ pub fn record_config(
     let mut config = serde_json::json!({
         "version": RECORD_VERSION,
         "protocol": cell.protocol,
-        "train": cell.train,
         "reducer": reducer,
         "detector": detector,
     });
+    // A cell's network: EIDN's training, or Deep SAD's.
+    match &cell.deep {
+        None => config["train"] = serde_json::json!(cell.train),
+        Some(deep) => config["deep_sad"] = serde_json::json!(deep),
+    }
     if let Some(data) = data {
         config["data"] = Value::String(data.to_string());
     }

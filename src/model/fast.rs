@@ -19,7 +19,7 @@
 
 use std::sync::Mutex;
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Result, Shape, Tensor};
 
 /// Marks a pooled output whose maximum was not positive (ReLU output 0: no gradient).
 const DEAD: u32 = u32::MAX;
@@ -88,11 +88,13 @@ struct Dims {
     pw: usize,
     /// Zero padding on each side (0: valid conv, 1: same).
     pad: usize,
+    /// The (square) kernel's side: 3 for EIDN's blocks, 5 for Deep SAD's convolutions.
+    kernel: usize,
 }
 
 impl Dims {
     fn k(&self) -> usize {
-        self.c * 9
+        self.c * self.kernel * self.kernel
     }
     fn p(&self) -> usize {
         self.oh * self.ow
@@ -223,7 +225,7 @@ fn conv_small_k(w: &[f32], cols: &[f32], (o, p, k): (usize, usize, usize), out: 
     }
 }
 
-/// For kernel offset `kk` (0..3) along a side of `len` with padding `pad`: the output
+/// For kernel offset `kk` (0..kernel) along a side of `len` with padding `pad`: the output
 /// positions `o` whose input `o + kk - pad` is inside, and that input's start.
 fn inside(kk: usize, pad: usize, len: usize, out: usize) -> (std::ops::Range<usize>, usize) {
     let first = pad.saturating_sub(kk);
@@ -231,15 +233,15 @@ fn inside(kk: usize, pad: usize, len: usize, out: usize) -> (std::ops::Range<usi
     (first..last.max(first), first + kk - pad)
 }
 
-/// Unrolls image `x` (C x H x W) into `cols` (C*9 x OH*OW); padded positions are zero.
+/// Unrolls image `x` (C x H x W) into `cols` (C*K*K x OH*OW); padded positions are zero.
 fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
-    let p = d.p();
+    let (p, kn) = (d.p(), d.kernel);
     for c in 0..d.c {
         let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
-        for ky in 0..3 {
+        for ky in 0..kn {
             let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
-            for kx in 0..3 {
-                let row = &mut cols[((c * 3 + ky) * 3 + kx) * p..][..p];
+            for kx in 0..kn {
+                let row = &mut cols[((c * kn + ky) * kn + kx) * p..][..p];
                 if d.pad == 0 {
                     for oy in 0..d.oh {
                         let src = &plane[(oy + ky) * d.w + kx..][..d.ow];
@@ -258,16 +260,16 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
     }
 }
 
-/// Folds `dcols` (C*9 x OH*OW) back onto the image gradient `dx` (C x H x W), adding;
+/// Folds `dcols` (C*K*K x OH*OW) back onto the image gradient `dx` (C x H x W), adding;
 /// padded positions are dropped.
 fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
-    let p = d.p();
+    let (p, kn) = (d.p(), d.kernel);
     for c in 0..d.c {
         let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
-        for ky in 0..3 {
+        for ky in 0..kn {
             let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
-            for kx in 0..3 {
-                let row = &dcols[((c * 3 + ky) * 3 + kx) * p..][..p];
+            for kx in 0..kn {
+                let row = &dcols[((c * kn + ky) * kn + kx) * p..][..p];
                 let (cols_in, x0) = inside(kx, d.pad, d.w, d.ow);
                 for (i, oy) in rows.clone().enumerate() {
                     let dst = &mut plane[(y0 + i) * d.w + x0..][..cols_in.len()];
@@ -327,6 +329,7 @@ impl CustomOp3 for ConvBlock {
             ph: oh / 2,
             pw: ow / 2,
             pad,
+            kernel: 3,
         };
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
         let mut cols = take(&COLS_POOL, n * k * p);
@@ -387,92 +390,29 @@ impl CustomOp3 for ConvBlock {
             candle_core::bail!("conv block: backward before forward");
         };
         let d = saved.dims;
-        let (k, p, pooled) = (d.k(), d.p(), d.pooled());
+        let (p, pooled) = (d.p(), d.pooled());
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        // Weight gradients are summed per fixed chunk of images, then over chunks in order,
-        // so the result does not depend on how many threads ran.
-        let chunks: Vec<std::ops::Range<usize>> = (0..d.n)
-            .step_by(GRAD_CHUNK)
-            .map(|s| s..(s + GRAD_CHUNK).min(d.n))
-            .collect();
-        let image = d.c * d.h * d.w;
-        let mut dx = if self.input_needs_grad {
-            vec![0f32; d.n * image]
-        } else {
-            Vec::new()
-        };
-        let mut partial: Vec<(Vec<f32>, Vec<f32>)> = Vec::with_capacity(chunks.len());
-        std::thread::scope(|s| {
-            let mut dx_rest = dx.as_mut_slice();
-            let mut handles = Vec::new();
-            // Contiguous groups of chunks, one group per thread.
-            for group in ranges(chunks.len(), self.threads) {
-                let group = &chunks[group];
-                let images: usize = group.iter().map(|r| r.len()).sum();
-                let take = if self.input_needs_grad {
-                    images * image
-                } else {
-                    0
-                };
-                let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
-                dx_rest = rest;
-                let (g, saved) = (&g, saved);
-                let need_dx = self.input_needs_grad;
-                let first = group.first().map_or(0, |r| r.start);
-                handles.push(s.spawn(move || {
-                    let mut dconv = vec![0f32; d.o * p];
-                    let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
-                    let mut out = Vec::with_capacity(group.len());
-                    for r in group {
-                        let mut dw = vec![0f32; d.o * k];
-                        let mut db = vec![0f32; d.o];
-                        for img in r.clone() {
-                            dconv.fill(0.0);
-                            let gi = &g[img * pooled..(img + 1) * pooled];
-                            let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
-                            for (&a, &gv) in ai.iter().zip(gi) {
-                                if a != DEAD {
-                                    dconv[a as usize] += gv;
-                                }
-                            }
-                            for (o, row) in dconv.chunks_exact(p).enumerate() {
-                                db[o] += row.iter().sum::<f32>();
-                            }
-                            let cols = &saved.cols[img * k * p..(img + 1) * k * p];
-                            // dW (o x k) += dConv (o x p) * cols^T (p x k).
-                            let (gl, cl) = ((p, 1), (1, p));
-                            matmul((d.o, k, p), &dconv, gl, cols, cl, &mut dw, (k, 1), true);
-                            if need_dx {
-                                // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
-                                matmul(
-                                    (k, p, d.o),
-                                    &saved.weight,
-                                    (1, k),
-                                    &dconv,
-                                    (p, 1),
-                                    &mut dcols,
-                                    (p, 1),
-                                    false,
-                                );
-                                let i = img - first;
-                                col2im(&dcols, &d, &mut dx_t[i * image..(i + 1) * image]);
-                            }
-                        }
-                        out.push((dw, db));
+        let (dx, dw, db) = backward(
+            &d,
+            &saved.cols,
+            &saved.weight,
+            self.threads,
+            self.input_needs_grad,
+            |img, dconv, db| {
+                // The pooled gradient goes to each pool's winner (none where ReLU gave 0).
+                dconv.fill(0.0);
+                let gi = &g[img * pooled..(img + 1) * pooled];
+                let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
+                for (&a, &gv) in ai.iter().zip(gi) {
+                    if a != DEAD {
+                        dconv[a as usize] += gv;
                     }
-                    out
-                }));
-            }
-            for h in handles {
-                partial.extend(h.join().expect("conv block backward thread panicked"));
-            }
-        });
-        let mut dw = vec![0f32; d.o * k];
-        let mut db = vec![0f32; d.o];
-        for (pw, pb) in &partial {
-            dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
-            db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
-        }
+                }
+                for (o, row) in dconv.chunks_exact(p).enumerate() {
+                    db[o] += row.iter().sum::<f32>();
+                }
+            },
+        );
         let device = x.device();
         let dx = if self.input_needs_grad {
             Some(Tensor::from_vec(dx, x.shape(), device)?)
@@ -482,6 +422,235 @@ impl CustomOp3 for ConvBlock {
         let dw = Tensor::from_vec(dw, weight.shape(), device)?;
         let db = Tensor::from_vec(db, bias.shape(), device)?;
         Ok((dx, Some(dw), Some(db)))
+    }
+}
+
+/// The backward pass of a convolution whose forward pass kept its unrolled inputs `cols`:
+/// `fill(image, dconv, db)` writes that image's gradient at the conv output (`o x p`) and
+/// may add to the bias gradient; returns (dx, dW, db), dx empty unless `need_dx`. Weight
+/// gradients are summed per fixed chunk of images, then over chunks in order, so the result
+/// does not depend on how many threads ran.
+fn backward(
+    d: &Dims,
+    cols: &[f32],
+    weight: &[f32],
+    threads: usize,
+    need_dx: bool,
+    fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (k, p) = (d.k(), d.p());
+    let chunks: Vec<std::ops::Range<usize>> = (0..d.n)
+        .step_by(GRAD_CHUNK)
+        .map(|s| s..(s + GRAD_CHUNK).min(d.n))
+        .collect();
+    let image = d.c * d.h * d.w;
+    let mut dx = vec![0f32; if need_dx { d.n * image } else { 0 }];
+    let mut partial: Vec<(Vec<f32>, Vec<f32>)> = Vec::with_capacity(chunks.len());
+    std::thread::scope(|s| {
+        let mut dx_rest = dx.as_mut_slice();
+        let mut handles = Vec::new();
+        // Contiguous groups of chunks, one group per thread.
+        for group in ranges(chunks.len(), threads) {
+            let group = &chunks[group];
+            let images: usize = group.iter().map(|r| r.len()).sum();
+            let take = if need_dx { images * image } else { 0 };
+            let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
+            dx_rest = rest;
+            let fill = &fill;
+            let first = group.first().map_or(0, |r| r.start);
+            handles.push(s.spawn(move || {
+                let mut dconv = vec![0f32; d.o * p];
+                let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
+                let mut out = Vec::with_capacity(group.len());
+                for r in group {
+                    let mut dw = vec![0f32; d.o * k];
+                    let mut db = vec![0f32; d.o];
+                    for img in r.clone() {
+                        fill(img, &mut dconv, &mut db);
+                        let cols = &cols[img * k * p..(img + 1) * k * p];
+                        // dW (o x k) += dConv (o x p) * cols^T (p x k).
+                        let (gl, cl) = ((p, 1), (1, p));
+                        matmul((d.o, k, p), &dconv, gl, cols, cl, &mut dw, (k, 1), true);
+                        if need_dx {
+                            // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
+                            matmul(
+                                (k, p, d.o),
+                                weight,
+                                (1, k),
+                                &dconv,
+                                (p, 1),
+                                &mut dcols,
+                                (p, 1),
+                                false,
+                            );
+                            let i = img - first;
+                            col2im(&dcols, d, &mut dx_t[i * image..(i + 1) * image]);
+                        }
+                    }
+                    out.push((dw, db));
+                }
+                out
+            }));
+        }
+        for h in handles {
+            partial.extend(h.join().expect("conv backward thread panicked"));
+        }
+    });
+    let mut dw = vec![0f32; d.o * k];
+    let mut db = vec![0f32; d.o];
+    for (pw, pb) in &partial {
+        dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
+        db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
+    }
+    (dx, dw, db)
+}
+
+/// A plain convolution without bias (stride 1, odd square kernel, zero padding) on the same
+/// im2col + gemm path as [`ConvBlock`]: Deep SAD's 5x5 convolutions, whose batch norm sits
+/// between the convolution and the activation, so the two cannot be fused. candle's own
+/// conv2d backward is what made a step ~10x slower than PyTorch's before the fast path.
+pub struct Conv {
+    input_needs_grad: bool,
+    pad: usize,
+    threads: usize,
+    saved: Mutex<Option<ConvSaved>>,
+}
+
+struct ConvSaved {
+    dims: Dims,
+    cols: Vec<f32>,
+    weight: Vec<f32>,
+}
+
+impl Conv {
+    /// `x` (N, C, H, W) convolved with `weight` (O, C, K, K), padded by `pad`.
+    pub fn apply(
+        x: &Tensor,
+        weight: &Tensor,
+        input_needs_grad: bool,
+        pad: usize,
+    ) -> Result<Tensor> {
+        x.apply_op2(
+            weight,
+            Conv {
+                input_needs_grad,
+                pad,
+                threads: candle_core::utils::get_num_threads().max(1),
+                saved: Mutex::new(None),
+            },
+        )
+    }
+}
+
+impl Drop for Conv {
+    fn drop(&mut self) {
+        if let Some(saved) = self.saved.get_mut().map(Option::take).unwrap_or(None) {
+            give_back(&COLS_POOL, saved.cols);
+        }
+    }
+}
+
+impl CustomOp2 for Conv {
+    fn name(&self) -> &'static str {
+        "eidn-conv"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = f32_slice(s1, l1, "input")?;
+        let weight = f32_slice(s2, l2, "weight")?;
+        let (n, c, h, w) = l1.shape().dims4()?;
+        let (o, wc, kh, kw) = l2.shape().dims4()?;
+        let pad = self.pad;
+        if wc != c || kh != kw || kh % 2 == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
+            candle_core::bail!(
+                "conv: input {:?} and weight {:?} do not fit an odd square kernel",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        let (oh, ow) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
+        let d = Dims {
+            n,
+            c,
+            h,
+            w,
+            o,
+            oh,
+            ow,
+            ph: 0,
+            pw: 0,
+            pad,
+            kernel: kh,
+        };
+        let (k, p) = (d.k(), d.p());
+        let mut cols = take(&COLS_POOL, n * k * p);
+        let mut y = vec![0f32; n * o * p];
+        std::thread::scope(|s| {
+            let mut cols_rest = cols.as_mut_slice();
+            let mut y_rest = y.as_mut_slice();
+            for r in ranges(n, self.threads) {
+                let len = r.len();
+                let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
+                let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * o * p);
+                (cols_rest, y_rest) = (c2, y2);
+                let x_t = &x[r.start * c * h * w..r.end * c * h * w];
+                s.spawn(move || {
+                    for i in 0..len {
+                        let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
+                        im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
+                        let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
+                        if k <= SMALL_K {
+                            conv_small_k(weight, cols_i, (o, p, k), y_i);
+                        } else {
+                            let (wl, cl) = ((k, 1), (p, 1));
+                            matmul((o, p, k), weight, wl, cols_i, cl, y_i, (p, 1), false);
+                        }
+                    }
+                });
+            }
+        });
+        *self.saved.lock().expect("conv state") = Some(ConvSaved {
+            dims: d,
+            cols,
+            weight: weight.to_vec(),
+        });
+        Ok((CpuStorage::F32(y), Shape::from((n, o, oh, ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let guard = self.saved.lock().expect("conv state");
+        let Some(saved) = guard.as_ref() else {
+            candle_core::bail!("conv: backward before forward");
+        };
+        let d = saved.dims;
+        let op = d.o * d.p();
+        let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let (dx, dw, _) = backward(
+            &d,
+            &saved.cols,
+            &saved.weight,
+            self.threads,
+            self.input_needs_grad,
+            |img, dconv, _| dconv.copy_from_slice(&g[img * op..(img + 1) * op]),
+        );
+        let dx = if self.input_needs_grad {
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+        } else {
+            None
+        };
+        Ok((dx, Some(Tensor::from_vec(dw, weight.shape(), x.device())?)))
     }
 }
 

@@ -6,6 +6,7 @@
 //! embeds and scores images and saves/loads as safetensors plus a JSON config.
 
 mod augment;
+pub mod deep_sad;
 mod encoder;
 pub mod fast;
 mod loss;
@@ -610,31 +611,22 @@ impl Eidn {
 
     /// Anomaly scores: Euclidean distance of f(x) from the origin.
     pub fn score(&self, images: &ImageSet) -> Result<Vec<f64>, ModelError> {
-        let l = self.config.encoder.embed_dim;
-        let z = self.embed(images)?;
-        Ok(z.chunks_exact(l)
-            .map(|v| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt())
-            .collect())
+        Ok(row_norms(
+            &self.embed(images)?,
+            self.config.encoder.embed_dim,
+        ))
     }
 
     /// Writes `model.safetensors` and `eidn.json` into `dir`, each through a temporary file
     /// and a rename.
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |error| ModelError::Io { path, error }
-        };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        let weights = dir.join(WEIGHTS_FILE);
-        let tmp = dir.join(format!(".{WEIGHTS_FILE}.part"));
-        self.varmap.save(&tmp)?;
-        std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
-        let config = dir.join(CONFIG_FILE);
-        let tmp = dir.join(format!(".{CONFIG_FILE}.part"));
-        let json = serde_json::to_vec_pretty(&self.config).expect("config serialises");
-        std::fs::write(&tmp, json).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &config).map_err(io(&config))?;
-        Ok(())
+        save_model(
+            dir,
+            WEIGHTS_FILE,
+            |tmp| self.varmap.save(tmp),
+            CONFIG_FILE,
+            &self.config,
+        )
     }
 
     /// Loads a model saved by [`Eidn::save`] onto `device`.
@@ -665,6 +657,54 @@ impl Eidn {
             config,
         })
     }
+}
+
+/// For tests of a fast path against candle's ops: the largest absolute difference between
+/// `a` and `b`, and the largest absolute entry of `b`.
+#[cfg(test)]
+pub(crate) fn max_gap(a: &Tensor, b: &Tensor) -> (f32, f32) {
+    let max = |t: Tensor| {
+        t.abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    (max((a - b).unwrap()), max(b.clone()))
+}
+
+/// Euclidean norm of each `dim`-long row of `z`.
+pub(crate) fn row_norms(z: &[f32], dim: usize) -> Vec<f64> {
+    z.chunks_exact(dim)
+        .map(|v| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt())
+        .collect()
+}
+
+/// Writes a model's weights (by `write_weights`) and its JSON config into `dir`, each through
+/// a temporary file and a rename, so a crash never leaves half a model.
+pub(crate) fn save_model<C: Serialize>(
+    dir: &Path,
+    weights_file: &str,
+    write_weights: impl FnOnce(&Path) -> candle_core::Result<()>,
+    config_file: &str,
+    config: &C,
+) -> Result<(), ModelError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |error| ModelError::Io { path, error }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let weights = dir.join(weights_file);
+    let tmp = dir.join(format!(".{weights_file}.part"));
+    write_weights(&tmp)?;
+    std::fs::rename(&tmp, &weights).map_err(io(&weights))?;
+    let path = dir.join(config_file);
+    let tmp = dir.join(format!(".{config_file}.part"));
+    let json = serde_json::to_vec_pretty(config).expect("config serialises");
+    std::fs::write(&tmp, json).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io(&path))?;
+    Ok(())
 }
 
 /// `cpu`, or `cuda` / `cuda:N` (needs the `cuda` feature).
@@ -758,13 +798,7 @@ mod tests {
             assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "loss {a} vs {b}");
             let (ga, gb) = (deduped.backward().unwrap(), plain.backward().unwrap());
             for var in t.varmap.all_vars() {
-                let (x, y) = (ga.get(&var).unwrap(), gb.get(&var).unwrap());
-                let diff = (x - y).unwrap().abs().unwrap().max_all().unwrap();
-                let scale = y.abs().unwrap().max_all().unwrap();
-                let (d, s) = (
-                    diff.to_scalar::<f32>().unwrap(),
-                    scale.to_scalar::<f32>().unwrap(),
-                );
+                let (d, s) = max_gap(ga.get(&var).unwrap(), gb.get(&var).unwrap());
                 assert!(
                     d <= 1e-4 * s.max(1e-6),
                     "fast {fast}: gradient differs by {d} (max {s})"

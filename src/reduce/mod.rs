@@ -14,6 +14,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
+use crate::model::deep_sad::DeepSad;
 use crate::model::{Eidn, ModelError};
 
 pub use lda::{FittedLda, LdaParams, LdaValidParams};
@@ -45,19 +46,30 @@ pub enum ReducerKind {
     EidnPlus,
     Pca,
     Lda,
+    /// Deep SAD's trained encoder, `phi(x) - c` (Ruff et al. 2020).
+    DeepSad,
+    /// Deep SVDD: Deep SAD's network trained without the labelled anomalies.
+    DeepSvdd,
 }
 
 impl ReducerKind {
-    pub const ALL: [ReducerKind; 4] = [
+    pub const ALL: [ReducerKind; 6] = [
         ReducerKind::Eidn,
         ReducerKind::EidnPlus,
         ReducerKind::Pca,
         ReducerKind::Lda,
+        ReducerKind::DeepSad,
+        ReducerKind::DeepSvdd,
     ];
 
     /// Whether the method is a trained EIDN encoder (either recipe).
     pub fn is_trained(self) -> bool {
         matches!(self, ReducerKind::Eidn | ReducerKind::EidnPlus)
+    }
+
+    /// Whether the method is Deep SAD's network (either way of training it).
+    pub fn is_deep_sad(self) -> bool {
+        matches!(self, ReducerKind::DeepSad | ReducerKind::DeepSvdd)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +78,8 @@ impl ReducerKind {
             ReducerKind::EidnPlus => "eidn_plus",
             ReducerKind::Pca => "pca",
             ReducerKind::Lda => "lda",
+            ReducerKind::DeepSad => "deep_sad",
+            ReducerKind::DeepSvdd => "deep_svdd",
         }
     }
 
@@ -76,6 +90,8 @@ impl ReducerKind {
             ReducerKind::EidnPlus => "EIDN+",
             ReducerKind::Pca => "PCA",
             ReducerKind::Lda => "LDA",
+            ReducerKind::DeepSad => "Deep SAD",
+            ReducerKind::DeepSvdd => "Deep SVDD",
         }
     }
 }
@@ -98,6 +114,12 @@ pub fn flatten(images: &ImageSet) -> Array2<f64> {
     Array2::from_shape_vec((images.len(), d), values).expect("pixels are len x image_len")
 }
 
+/// A network's `n x dim` row-major output as a matrix.
+fn rows(z: Vec<f32>, n: usize, dim: usize) -> Array2<f64> {
+    let values = z.into_iter().map(f64::from).collect();
+    Array2::from_shape_vec((n, dim), values).expect("dim values per image")
+}
+
 /// The EIDN encoder as a reducer.
 pub struct EidnReducer<'a>(pub &'a Eidn);
 
@@ -107,12 +129,20 @@ impl Reducer for EidnReducer<'_> {
     }
 
     fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
-        let z = self.0.embed(images)?;
-        let values = z.into_iter().map(f64::from).collect();
-        Ok(
-            Array2::from_shape_vec((images.len(), self.dim()), values)
-                .expect("embed_dim per image"),
-        )
+        Ok(rows(self.0.embed(images)?, images.len(), self.dim()))
+    }
+}
+
+/// Deep SAD's (or Deep SVDD's) encoder as a reducer: `phi(x) - c`.
+pub struct DeepSadReducer<'a>(pub &'a DeepSad);
+
+impl Reducer for DeepSadReducer<'_> {
+    fn dim(&self) -> usize {
+        self.0.rep_dim()
+    }
+
+    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
+        Ok(rows(self.0.embed(images)?, images.len(), self.dim()))
     }
 }
 
@@ -125,6 +155,9 @@ pub enum ReducerSettings {
     EidnPlus,
     Pca(PcaValidParams),
     Lda(LdaValidParams),
+    /// The network's settings are the cell's, recorded beside it.
+    DeepSad,
+    DeepSvdd,
 }
 
 impl ReducerSettings {
@@ -134,6 +167,8 @@ impl ReducerSettings {
             ReducerSettings::EidnPlus => ReducerKind::EidnPlus,
             ReducerSettings::Pca(_) => ReducerKind::Pca,
             ReducerSettings::Lda(_) => ReducerKind::Lda,
+            ReducerSettings::DeepSad => ReducerKind::DeepSad,
+            ReducerSettings::DeepSvdd => ReducerKind::DeepSvdd,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `plot` (the charts), `thresholds` (CI's regression guard).
 
 mod coverage;
+mod deep_sad;
 mod figures;
 pub mod frame;
 mod header;
@@ -116,6 +117,7 @@ impl Report {
             self.published_table(&mut md, t)?;
         }
         self.own_tables(&mut md)?;
+        self.deep_sad(&mut md)?;
         self.fig5(&mut md, out)?;
         self.unseen(&mut md, out)?;
         self.fig7(&mut md, out)?;
