@@ -153,6 +153,8 @@ impl Report {
             .unwrap_or_default()
             .iter()
             .enumerate()
+            // Deep SAD records have no EIDN training (their settings are in their section).
+            .filter(|&(i, _)| epochs[i] > 0)
             .map(|(i, d)| {
                 format!(
                     "{d}: {} x {} steps of {} triplets",

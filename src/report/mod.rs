@@ -213,9 +213,22 @@ impl Report {
         all
     }
 
-    /// The paper's tables of the datasets this report covers.
+    /// The paper's tables of the datasets this report covers under the paper's protocols (a
+    /// dataset run only under Deep SAD's protocol has its own section instead).
     fn shown_tables(&self) -> Vec<&PublishedTable> {
-        let datasets = self.datasets();
+        let mut datasets: Vec<DatasetName> = (self.profile.stages.iter())
+            .filter(|s| s.id != StageId::DeepSad)
+            .map(|s| s.dataset)
+            .collect();
+        let names = frame::strs(&self.frame, "dataset").unwrap_or_default();
+        let protocols = frame::strs(&self.frame, "protocol").unwrap_or_default();
+        datasets.extend(
+            names
+                .iter()
+                .zip(&protocols)
+                .filter(|(_, p)| p.as_str() != "deep-sad")
+                .map(|(n, _)| DatasetName::intern(n)),
+        );
         let tables = self.published.table.iter();
         tables.filter(|t| datasets.contains(&t.dataset)).collect()
     }
