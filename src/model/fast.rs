@@ -284,7 +284,7 @@ fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
 }
 
 /// Splits `0..n` images into at most `threads` contiguous ranges.
-fn ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
     let per = n.div_ceil(threads.max(1)).max(1);
     (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
 }

@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 
+use crate::model::fast::ranges;
+
 /// The batch's per-channel mean and biased variance, for the running statistics.
 pub type BatchStats = Arc<Mutex<Option<(Vec<f32>, Vec<f32>)>>>;
 
@@ -55,12 +57,6 @@ impl BnAct {
             .expect("the forward pass sets the statistics");
         Ok((y, mean, var))
     }
-}
-
-/// Splits `0..n` into at most `threads` contiguous ranges.
-fn ranges(n: usize, threads: usize) -> Vec<std::ops::Range<usize>> {
-    let per = n.div_ceil(threads.max(1)).max(1);
-    (0..n).step_by(per).map(|s| s..(s + per).min(n)).collect()
 }
 
 /// Runs `f(first image, images' slice of a, of b)` on contiguous image ranges in parallel,

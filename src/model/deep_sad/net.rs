@@ -144,7 +144,7 @@ impl BatchNorm {
 }
 
 /// `max(x, 0.01 x)`: two ops where candle_nn's `leaky_relu` takes five.
-pub(super) fn leaky(x: &Tensor) -> Result<Tensor> {
+fn leaky(x: &Tensor) -> Result<Tensor> {
     x.maximum(&(x * LEAKY_SLOPE)?)
 }
 
