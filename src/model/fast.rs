@@ -1,5 +1,8 @@
-//! Fast CPU path for the encoder's conv blocks: `maxpool2x2(relu(conv3x3(x, W) + b))` as one
-//! candle `CustomOp3` with its own forward and backward.
+//! Fast CPU path for convolutions: the encoder's conv blocks
+//! (`maxpool2x2(relu(conv3x3(x, W) + b))`, one candle `CustomOp3` with its own forward and
+//! backward), plain bias-free convolutions ([`Conv`]), and the pieces the Deep SAD networks'
+//! fused convolution + batch norm (`deep_sad::fused`) is built on ([`conv_forward`],
+//! [`backward`]).
 //!
 //! Why: with candle's stock ops a training step spends ~80 % of its time in conv2d's
 //! backward, and composing an im2col from candle tensor ops was not faster (see
@@ -16,6 +19,12 @@
 //! data). Ties in the pool send the gradient to the first maximum, where candle's
 //! `max_pool2d` splits it across all tied maxima; ties have probability zero with
 //! continuous weights, except in the all-zero ReLU region, which gets no gradient in both.
+//!
+//! Tried here and slower (2026-11-30, the CIFAR-10 LeNet's Deep SAD step): one gemm per chunk
+//! of 16 images side by side (`dW = dConv * cols^T` over a long inner dimension ran at a
+//! third of the per-image rate in the gemm crate: 64 against 170 GFLOP/s on one core for the
+//! second layer), and unrolling into rows (`P x K`) instead of columns (the faster `dW` did
+//! not pay for the slower unrolling and folding back; 8 % slower per step).
 
 use std::sync::Mutex;
 
@@ -27,31 +36,59 @@ const DEAD: u32 = u32::MAX;
 /// Images per partial weight gradient (fixed, so that sums do not depend on thread count).
 const GRAD_CHUNK: usize = 16;
 
-/// Buffers handed back by finished ops (the unrolled inputs, tens of MB, and the pool
-/// winners), so that a training loop does not allocate and first-touch them every step:
+/// Buffers handed back by finished ops (the unrolled inputs, tens of MB, conv outputs and
+/// the pool winners), so that a training loop does not allocate and first-touch them every step:
 /// page faults on fresh buffers cost as much as the arithmetic of the first block.
 static COLS_POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 static ARGMAX_POOL: Mutex<Vec<Vec<u32>>> = Mutex::new(Vec::new());
-const POOL_MAX: usize = 4;
+const POOL_MAX: usize = 8;
 
-/// A buffer of exactly `len` values with arbitrary contents (callers overwrite it whole).
+/// A buffer of exactly `len` values with arbitrary contents (callers overwrite it whole):
+/// the smallest kept buffer that fits, so that a small request does not take the one a large
+/// request then has to map afresh.
 fn take<T: Copy + Default>(pool: &Mutex<Vec<Vec<T>>>, len: usize) -> Vec<T> {
     let mut pool = pool.lock().expect("buffer pool");
-    let mut buf = match pool.iter().position(|b| b.capacity() >= len) {
-        Some(i) => pool.swap_remove(i),
-        None => Vec::new(),
-    };
+    let best = (pool.iter().enumerate())
+        .filter(|(_, b)| b.capacity() >= len)
+        .min_by_key(|(_, b)| b.capacity())
+        .map(|(i, _)| i);
+    let mut buf = best.map_or_else(Vec::new, |i| pool.swap_remove(i));
     drop(pool);
     buf.truncate(len);
     buf.resize(len, T::default());
     buf
 }
 
+/// Keeps `buf` for a later [`take`]; a full pool keeps its largest buffers.
 fn give_back<T>(pool: &Mutex<Vec<Vec<T>>>, buf: Vec<T>) {
     let mut pool = pool.lock().expect("buffer pool");
     if pool.len() < POOL_MAX {
         pool.push(buf);
+    } else if let Some(smallest) = pool.iter_mut().min_by_key(|b| b.capacity()) {
+        if smallest.capacity() < buf.capacity() {
+            *smallest = buf;
+        }
     }
+}
+
+/// A float buffer of `len` values (arbitrary contents) from the pool this module's ops share.
+pub(crate) fn take_f32(len: usize) -> Vec<f32> {
+    take(&COLS_POOL, len)
+}
+
+/// Hands a buffer from [`take_f32`] back.
+pub(crate) fn give_back_f32(buf: Vec<f32>) {
+    give_back(&COLS_POOL, buf)
+}
+
+/// The same as [`take_f32`] for pool winners.
+pub(crate) fn take_u32(len: usize) -> Vec<u32> {
+    take(&ARGMAX_POOL, len)
+}
+
+/// Hands a buffer from [`take_u32`] back.
+pub(crate) fn give_back_u32(buf: Vec<u32>) {
+    give_back(&ARGMAX_POOL, buf)
 }
 
 impl Drop for ConvBlock {
@@ -76,27 +113,55 @@ struct Saved {
 }
 
 #[derive(Clone, Copy, Debug)]
-struct Dims {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    o: usize,
-    oh: usize,
-    ow: usize,
-    ph: usize,
-    pw: usize,
+pub(crate) struct Dims {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub oh: usize,
+    pub ow: usize,
+    pub ph: usize,
+    pub pw: usize,
     /// Zero padding on each side (0: valid conv, 1: same).
-    pad: usize,
+    pub pad: usize,
     /// The (square) kernel's side: 3 for EIDN's blocks, 5 for Deep SAD's convolutions.
-    kernel: usize,
+    pub kernel: usize,
 }
 
 impl Dims {
-    fn k(&self) -> usize {
+    /// A stride-1 convolution of an input (N, C, H, W) by a weight (O, C, K, K) with an odd
+    /// square kernel, zero-padded by `pad` (no pool: `ph`, `pw` are 0).
+    pub fn conv(x: &Layout, weight: &Layout, pad: usize) -> Result<Dims> {
+        let (n, c, h, w) = x.shape().dims4()?;
+        let (o, wc, kh, kw) = weight.shape().dims4()?;
+        if wc != c || kh != kw || kh % 2 == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
+            candle_core::bail!(
+                "conv: input {:?} and weight {:?} do not fit an odd square kernel",
+                x.shape(),
+                weight.shape()
+            );
+        }
+        let (oh, ow) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
+        Ok(Dims {
+            n,
+            c,
+            h,
+            w,
+            o,
+            oh,
+            ow,
+            ph: 0,
+            pw: 0,
+            pad,
+            kernel: kh,
+        })
+    }
+
+    pub fn k(&self) -> usize {
         self.c * self.kernel * self.kernel
     }
-    fn p(&self) -> usize {
+    pub fn p(&self) -> usize {
         self.oh * self.ow
     }
     fn pooled(&self) -> usize {
@@ -138,7 +203,7 @@ impl ConvBlock {
     }
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(v) => v.as_slice(),
         _ => candle_core::bail!("conv block: {what} must be f32"),
@@ -223,6 +288,113 @@ fn conv_small_k(w: &[f32], cols: &[f32], (o, p, k): (usize, usize, usize), out: 
             }
         }
     }
+}
+
+/// Up to this many unrolled rows, weight gradients are summed as blocked dot products
+/// ([`dot_block`]) where the CPU has the vector units for it, instead of by the gemm crate.
+const SMALL_DW_K: usize = 128;
+
+/// `dW (o x k) += dConv (o x p) * cols^T (p x k)`. Why not always gemm: with few rows
+/// (`k` = 75 for the CIFAR-10 LeNet's first layer, 9 or 27 for EIDN's) the product is two
+/// thin matrices with a long inner dimension, which the gemm crate's 64x6 tiles half fill
+/// and whose packing strides across rows: 37 GFLOP/s on one core here, a fifth of its rate
+/// on the other layers. Both operands run along `p`, so dot products of their rows, four
+/// filters by three rows at a time in vector lanes, do it at about twice that (77).
+fn weight_grad(dconv: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), dw: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if k <= SMALL_DW_K && is_x86_feature_detected!("fma") {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features the function is compiled for (checked above).
+            unsafe { dots_avx512(dconv, cols, (o, k, p), dw) };
+            return;
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            unsafe { dots_avx2(dconv, cols, (o, k, p), dw) };
+            return;
+        }
+    }
+    matmul((o, k, p), dconv, (p, 1), cols, (1, p), dw, (k, 1), true);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn dots_avx512(dconv: &[f32], cols: &[f32], dims: (usize, usize, usize), dw: &mut [f32]) {
+    dots(dconv, cols, dims, dw);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dots_avx2(dconv: &[f32], cols: &[f32], dims: (usize, usize, usize), dw: &mut [f32]) {
+    dots(dconv, cols, dims, dw);
+}
+
+/// [`weight_grad`] as dot products, blocked 4 x 3 (then the leftovers one by one); inlined
+/// into the callers above so that it compiles for their vector units.
+#[inline(always)]
+fn dots(dconv: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), dw: &mut [f32]) {
+    let (o4, k3) = (o / 4 * 4, k / 3 * 3);
+    let mut add = |oi: usize, kk: usize, v: f32| dw[oi * k + kk] += v;
+    for oi in (0..o4).step_by(4) {
+        let d = [0, 1, 2, 3].map(|a| rows(dconv, oi + a, p));
+        for kk in (0..k3).step_by(3) {
+            let s = dot_block(d, [0, 1, 2].map(|b| rows(cols, kk + b, p)));
+            for (a, row) in s.iter().enumerate() {
+                for (b, &v) in row.iter().enumerate() {
+                    add(oi + a, kk + b, v);
+                }
+            }
+        }
+        for kk in k3..k {
+            let s = dot_block(d, [rows(cols, kk, p)]);
+            for (a, row) in s.iter().enumerate() {
+                add(oi + a, kk, row[0]);
+            }
+        }
+    }
+    for oi in o4..o {
+        for kk in 0..k {
+            add(
+                oi,
+                kk,
+                dot_block([rows(dconv, oi, p)], [rows(cols, kk, p)])[0][0],
+            );
+        }
+    }
+}
+
+/// Row `r` of a row-major matrix whose rows are `p` long.
+#[inline(always)]
+fn rows(m: &[f32], r: usize, p: usize) -> &[f32] {
+    &m[r * p..(r + 1) * p]
+}
+
+/// The dot products of `A` rows by `B` rows (all of one length) in 16 lanes each.
+#[inline(always)]
+fn dot_block<const A: usize, const B: usize>(a: [&[f32]; A], b: [&[f32]; B]) -> [[f32; B]; A] {
+    const LANES: usize = 16;
+    let len = a[0].len();
+    let main = len / LANES * LANES;
+    let mut acc = [[[0f32; LANES]; B]; A];
+    for q in (0..main).step_by(LANES) {
+        let av = a.map(|r| <[f32; LANES]>::try_from(&r[q..q + LANES]).expect("16 lanes"));
+        let bv = b.map(|r| <[f32; LANES]>::try_from(&r[q..q + LANES]).expect("16 lanes"));
+        for (acc_a, x) in acc.iter_mut().zip(&av) {
+            for (acc_ab, y) in acc_a.iter_mut().zip(&bv) {
+                for l in 0..LANES {
+                    acc_ab[l] = x[l].mul_add(y[l], acc_ab[l]);
+                }
+            }
+        }
+    }
+    let mut out = [[0f32; B]; A];
+    for (i, (o, acc_a)) in out.iter_mut().zip(&acc).enumerate() {
+        for (j, (v, lanes)) in o.iter_mut().zip(acc_a).enumerate() {
+            let tail: f32 = (main..len).map(|q| a[i][q] * b[j][q]).sum();
+            *v = lanes.iter().sum::<f32>() + tail;
+        }
+    }
+    out
 }
 
 /// For kernel offset `kk` (0..kernel) along a side of `len` with padding `pad`: the output
@@ -430,7 +602,7 @@ impl CustomOp3 for ConvBlock {
 /// may add to the bias gradient; returns (dx, dW, db), dx empty unless `need_dx`. Weight
 /// gradients are summed per fixed chunk of images, then over chunks in order, so the result
 /// does not depend on how many threads ran.
-fn backward(
+pub(crate) fn backward(
     d: &Dims,
     cols: &[f32],
     weight: &[f32],
@@ -468,9 +640,7 @@ fn backward(
                     for img in r.clone() {
                         fill(img, &mut dconv, &mut db);
                         let cols = &cols[img * k * p..(img + 1) * k * p];
-                        // dW (o x k) += dConv (o x p) * cols^T (p x k).
-                        let (gl, cl) = ((p, 1), (1, p));
-                        matmul((d.o, k, p), &dconv, gl, cols, cl, &mut dw, (k, 1), true);
+                        weight_grad(&dconv, cols, (d.o, k, p), &mut dw);
                         if need_dx {
                             // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
                             matmul(
@@ -564,63 +734,16 @@ impl CustomOp2 for Conv {
     ) -> Result<(CpuStorage, Shape)> {
         let x = f32_slice(s1, l1, "input")?;
         let weight = f32_slice(s2, l2, "weight")?;
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let (o, wc, kh, kw) = l2.shape().dims4()?;
-        let pad = self.pad;
-        if wc != c || kh != kw || kh % 2 == 0 || h + 2 * pad < kh || w + 2 * pad < kw {
-            candle_core::bail!(
-                "conv: input {:?} and weight {:?} do not fit an odd square kernel",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let (oh, ow) = (h + 2 * pad + 1 - kh, w + 2 * pad + 1 - kw);
-        let d = Dims {
-            n,
-            c,
-            h,
-            w,
-            o,
-            oh,
-            ow,
-            ph: 0,
-            pw: 0,
-            pad,
-            kernel: kh,
-        };
-        let (k, p) = (d.k(), d.p());
-        let mut cols = take(&COLS_POOL, n * k * p);
-        let mut y = vec![0f32; n * o * p];
-        std::thread::scope(|s| {
-            let mut cols_rest = cols.as_mut_slice();
-            let mut y_rest = y.as_mut_slice();
-            for r in ranges(n, self.threads) {
-                let len = r.len();
-                let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
-                let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * o * p);
-                (cols_rest, y_rest) = (c2, y2);
-                let x_t = &x[r.start * c * h * w..r.end * c * h * w];
-                s.spawn(move || {
-                    for i in 0..len {
-                        let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
-                        im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
-                        let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
-                        if k <= SMALL_K {
-                            conv_small_k(weight, cols_i, (o, p, k), y_i);
-                        } else {
-                            let (wl, cl) = ((k, 1), (p, 1));
-                            matmul((o, p, k), weight, wl, cols_i, cl, y_i, (p, 1), false);
-                        }
-                    }
-                });
-            }
-        });
+        let d = Dims::conv(l1, l2, self.pad)?;
+        let mut cols = take(&COLS_POOL, d.n * d.k() * d.p());
+        let mut y = vec![0f32; d.n * d.o * d.p()];
+        conv_forward(x, weight, &d, self.threads, &mut cols, &mut y);
         *self.saved.lock().expect("conv state") = Some(ConvSaved {
             dims: d,
             cols,
             weight: weight.to_vec(),
         });
-        Ok((CpuStorage::F32(y), Shape::from((n, o, oh, ow))))
+        Ok((CpuStorage::F32(y), Shape::from((d.n, d.o, d.oh, d.ow))))
     }
 
     fn bwd(
@@ -654,6 +777,43 @@ impl CustomOp2 for Conv {
     }
 }
 
+/// Convolves every image (images split over `threads`): unrolls each into `cols`
+/// (`k x p` per image, kept for [`backward`]) and writes its `o x p` output to `y`.
+pub(crate) fn conv_forward(
+    x: &[f32],
+    weight: &[f32],
+    d: &Dims,
+    threads: usize,
+    cols: &mut [f32],
+    y: &mut [f32],
+) {
+    let (k, p, o, image) = (d.k(), d.p(), d.o, d.c * d.h * d.w);
+    std::thread::scope(|s| {
+        let mut cols_rest = cols;
+        let mut y_rest = y;
+        for r in ranges(d.n, threads) {
+            let len = r.len();
+            let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
+            let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * o * p);
+            (cols_rest, y_rest) = (c2, y2);
+            let x_t = &x[r.start * image..r.end * image];
+            s.spawn(move || {
+                for i in 0..len {
+                    let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
+                    im2col(&x_t[i * image..(i + 1) * image], d, cols_i);
+                    let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
+                    if k <= SMALL_K {
+                        conv_small_k(weight, cols_i, (o, p, k), y_i);
+                    } else {
+                        let (wl, cl) = ((k, 1), (p, 1));
+                        matmul((o, p, k), weight, wl, cols_i, cl, y_i, (p, 1), false);
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// Adds the bias, applies ReLU and the 2x2 max-pool to one image's conv map (`o x p`),
 /// writing the pooled values and the winners' indices.
 fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mut [u32]) {
@@ -665,25 +825,33 @@ fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mu
             let y_row = &mut y[(o * d.ph + py) * d.pw..][..d.pw];
             let a_row = &mut argmax[(o * d.ph + py) * d.pw..][..d.pw];
             for px in 0..d.pw {
-                // Branch-free: which of the four wins is data-dependent and unpredictable.
-                let top = 2 * py * d.ow + 2 * px;
-                let (i0, i1, i2, i3) = (top, top + 1, top + d.ow, top + d.ow + 1);
-                let (a, ia) = if map[i1] > map[i0] {
-                    (map[i1], i1)
-                } else {
-                    (map[i0], i0)
-                };
-                let (c, ic) = if map[i3] > map[i2] {
-                    (map[i3], i3)
-                } else {
-                    (map[i2], i2)
-                };
-                let (m, im) = if c > a { (c, ic) } else { (a, ia) };
+                let (m, im) = max4(map, 2 * py * d.ow + 2 * px, d.ow);
                 let v = m + b;
                 y_row[px] = v.max(0.0);
                 a_row[px] = if v > 0.0 { (o * p + im) as u32 } else { DEAD };
             }
         }
+    }
+}
+
+/// The largest of the 2x2 window at `top` of a map `width` wide, and its index (the first
+/// on ties). Branch-free: which of the four wins is data-dependent and unpredictable.
+pub(crate) fn max4(map: &[f32], top: usize, width: usize) -> (f32, usize) {
+    let (i0, i1, i2, i3) = (top, top + 1, top + width, top + width + 1);
+    let (a, ia) = if map[i1] > map[i0] {
+        (map[i1], i1)
+    } else {
+        (map[i0], i0)
+    };
+    let (c, ic) = if map[i3] > map[i2] {
+        (map[i3], i3)
+    } else {
+        (map[i2], i2)
+    };
+    if c > a {
+        (c, ic)
+    } else {
+        (a, ia)
     }
 }
 

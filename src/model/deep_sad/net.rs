@@ -17,7 +17,7 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::fused::BnAct;
+use super::fused::{BatchStats, ConvBnAct};
 use crate::model::max_pool2x2;
 
 const KERNEL: usize = 5;
@@ -84,25 +84,24 @@ struct BatchNorm {
 }
 
 impl BatchNorm {
-    /// `leaky(bn(x))`, max-pooled 2x2 when `pool`; in training on CPU through the fused op.
-    fn forward_act(&self, x: &Tensor, train: bool, pool: bool, fast: bool) -> Result<Tensor> {
-        if train && fast {
-            let (y, mean, var) = BnAct::apply(x, BN_EPS, LEAKY_SLOPE, pool)?;
-            let (n, c, h, w) = x.dims4()?;
-            let count = (n * h * w) as f64;
-            let shape = (1, c, 1, 1);
-            let mean = Tensor::from_vec(mean, shape, x.device())?;
-            let unbiased =
-                (Tensor::from_vec(var, shape, x.device())? * (count / (count - 1.0).max(1.0)))?;
-            self.update(&mean, &unbiased)?;
-            return Ok(y);
-        }
+    /// `leaky(bn(x))`, max-pooled 2x2 when `pool` (candle's ops).
+    fn forward_act(&self, x: &Tensor, train: bool, pool: bool) -> Result<Tensor> {
         let y = leaky(&self.forward(x, train)?)?;
         if pool {
             max_pool2x2(&y)
         } else {
             Ok(y)
         }
+    }
+
+    /// The running statistics' update from the fused op's batch statistics.
+    fn update_from(&self, stats: BatchStats, device: &Device) -> Result<()> {
+        let count = stats.count as f64;
+        let shape = (1, stats.mean.len(), 1, 1);
+        let mean = Tensor::from_vec(stats.mean, shape, device)?;
+        let unbiased =
+            (Tensor::from_vec(stats.var, shape, device)? * (count / (count - 1.0).max(1.0)))?;
+        self.update(&mean, &unbiased)
     }
 
     /// Running statistics: 0.9 old + 0.1 batch (the variance unbiased).
@@ -245,6 +244,27 @@ impl LeNet {
         self
     }
 
+    /// `leaky(bn(conv(x)))`, max-pooled when `pool`: in training on CPU one fused op.
+    #[allow(clippy::too_many_arguments)]
+    fn conv_bn_act(
+        &self,
+        x: &Tensor,
+        w: &Var,
+        bn: &BatchNorm,
+        (pad, input_needs_grad): (usize, bool),
+        train: bool,
+        pool: bool,
+    ) -> Result<Tensor> {
+        if train && self.fast {
+            let flags = (input_needs_grad, pad, pool);
+            let (y, stats) = ConvBnAct::apply(x, w, flags, BN_EPS, LEAKY_SLOPE)?;
+            bn.update_from(stats, x.device())?;
+            return Ok(y);
+        }
+        let z = self.conv(x, w, pad, input_needs_grad)?;
+        bn.forward_act(&z, train, pool)
+    }
+
     fn conv(&self, x: &Tensor, w: &Var, pad: usize, input_needs_grad: bool) -> Result<Tensor> {
         if self.fast {
             crate::model::fast::Conv::apply(x, w, input_needs_grad, pad)
@@ -258,8 +278,7 @@ impl LeNet {
         let mut h = x.clone();
         for (i, (w, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
             // The first convolution's input is data: no gradient for it.
-            let z = self.conv(&h, w, KERNEL / 2, i > 0)?;
-            h = bn.forward_act(&z, train, true, self.fast)?;
+            h = self.conv_bn_act(&h, w, bn, (KERNEL / 2, i > 0), train, true)?;
         }
         h.flatten_from(1)?.matmul(&self.fc.t()?)
     }
@@ -274,11 +293,10 @@ impl LeNet {
             if *up {
                 h = upsample2(&h)?;
             }
-            h = self.conv(&h, w, *pad, true)?;
             h = if i < last {
-                self.dec_bns[i].forward_act(&h, train, false, self.fast)?
+                self.conv_bn_act(&h, w, &self.dec_bns[i], (*pad, true), train, false)?
             } else {
-                candle_nn::ops::sigmoid(&h)?
+                candle_nn::ops::sigmoid(&self.conv(&h, w, *pad, true)?)?
             };
         }
         Ok(h)
