@@ -23,7 +23,8 @@ bench-load:
 bench-train-step:
     cargo bench --bench train_step
 
-# eidn's train step vs the same step in PyTorch (needs `pip install torch`), same threads.
+# eidn's train step vs the same step in PyTorch (needs `pip install torch`), same threads, with
+# each one's GFLOP/s as a fraction of the machine's FP32 peak (measured by benches/fp32_peak.rs).
 bench-vs-pytorch threads="2":
     python3 benches/reference/compare.py --threads {{threads}}
 

@@ -26,6 +26,32 @@ def step_flops(shape):
     return forward_macs(c, h, w) * 2 * 3 * 256
 
 
+def deep_sad_step_flops(shape):
+    """The authors' LeNets (5x5 convs, pad 2, pool 2 after each, bias-free linear map),
+    same convention: forward multiply-adds x 2 x 3, 128 images per step."""
+    c, h, w = (int(v) for v in shape.split("-")[1].split("x"))
+    widths, rep = ([8, 4], 32) if (c, h, w) == (1, 28, 28) else ([32, 64, 128], 128)
+    macs, side = 0, h
+    for o in widths:
+        macs += side * side * o * c * 25
+        c, side = o, side // 2
+    macs += c * side * side * rep
+    return macs * 2 * 3 * 128
+
+
+def run_peak(threads):
+    """The machine's FP32 peak on `threads` threads (benches/fp32_peak.rs), GFLOP/s."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    out = subprocess.run(
+        ["cargo", "bench", "--bench", "fp32_peak"],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout
+    m = re.search(r"peak_gflops ([\d.]+)", out)
+    if not m:
+        sys.exit(f"could not read the peak:\n{out}")
+    return float(m.group(1))
+
+
 def run_eidn(threads):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     out = subprocess.run(
@@ -56,21 +82,28 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
+    peak = run_peak(args.threads)
     eidn = run_eidn(args.threads)
     torch_rates, version = run_torch(args.threads, args.seconds)
-    print(f"\n{args.threads} threads, PyTorch {version}, same machine, run back to back\n")
-    print("| input | eidn steps/s | PyTorch steps/s | eidn / PyTorch | GFLOP per step | eidn GFLOP/s | PyTorch GFLOP/s |")
+    print(f"\n{args.threads} threads, PyTorch {version}, same machine, run back to back")
+    print(f"FP32 peak measured on {args.threads} threads (fused multiply-adds): {peak:.1f} GFLOP/s\n")
+    head = "| input | eidn steps/s | PyTorch steps/s | eidn / PyTorch | GFLOP per step | eidn GFLOP/s (of peak) | PyTorch GFLOP/s (of peak) |"
+    print(head)
     print("|---|---|---|---|---|---|---|")
+
+    def row(shape, flops):
+        e, t = eidn[shape], torch_rates[shape]
+        f = flops / 1e9
+        print(f"| {shape} | {e:.2f} | {t:.2f} | {e / t:.2f}x | {f:.2f} | "
+              f"{e * f:.1f} ({e * f / peak:.0%}) | {t * f:.1f} ({t * f / peak:.0%}) |")
+
     for shape in ["1x28x28", "3x32x32"]:
-        e, t = eidn[shape], torch_rates[shape]
-        f = step_flops(shape) / 1e9
-        print(f"| {shape} | {e:.2f} | {t:.2f} | {e / t:.2f}x | {f:.2f} | {e * f:.1f} | {t * f:.1f} |")
+        row(shape, step_flops(shape))
     print("\nDeep SAD's training step (the authors' LeNet, batch 128, issue 13: >= 1.0x PyTorch)\n")
-    print("| network | eidn steps/s | PyTorch steps/s | eidn / PyTorch |")
-    print("|---|---|---|---|")
+    print(head.replace("| input |", "| network |"))
+    print("|---|---|---|---|---|---|---|")
     for shape in ["deep_sad-3x32x32", "deep_sad-1x28x28"]:
-        e, t = eidn[shape], torch_rates[shape]
-        print(f"| {shape} | {e:.2f} | {t:.2f} | {e / t:.2f}x |")
+        row(shape, deep_sad_step_flops(shape))
 
 
 if __name__ == "__main__":
