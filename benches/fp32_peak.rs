@@ -65,8 +65,11 @@ fn scalar_rounds(iters: u64, a: f32, b: f32) -> f32 {
     acc.iter().sum()
 }
 
+/// `iters` rounds of multiply-adds with multiplier `a` and addend `b`.
+type Rounds = fn(u64, f32, f32) -> f32;
+
 /// The widest lanes this CPU runs fused multiply-adds in, and a loop over them.
-fn kernel() -> (&'static str, usize, fn(u64, f32, f32) -> f32) {
+fn kernel() -> (&'static str, usize, Rounds) {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("fma") {
