@@ -250,3 +250,40 @@ fn an_empty_results_folder_renders_as_not_run() {
     let file = std::fs::File::open(out.join("results.parquet")).unwrap();
     assert_eq!(ParquetReader::new(file).finish().unwrap().height(), 0);
 }
+
+/// A profile run only under Deep SAD's protocol shows that section, and none of the
+/// paper's tables and figures (they would all read "not run").
+#[test]
+fn a_deep_sad_profile_shows_only_its_own_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    drop(ResultStore::open(&results, None).unwrap());
+    let p = profile(
+        r#"
+name = "d"
+description = "Deep SAD protocol only"
+seeds = [0]
+
+[train]
+epochs = 1
+steps_per_epoch = 10
+batch_size = 8
+
+[[stage]]
+id = "deep_sad"
+dataset = "mnist"
+pairs = [[0, 1]]
+gamma_l = [0.0, 0.01]
+reducers = ["eidn", "deep_sad", "deep_svdd"]
+"#,
+    );
+    let report = Report::build(&results, Some(p)).unwrap();
+    let out = dir.path().join("report");
+    report.write(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    close(&md, "## Deep SAD protocol\n\nnot yet run.");
+    for paper in ["## Table 1", "## Fig 5", "## Unseen anomalies", "## Fig 7"] {
+        assert!(!md.contains(paper), "{paper} in a Deep SAD report:\n{md}");
+    }
+    assert!(!report.terminal_tables().unwrap().contains("Fig 5"));
+}

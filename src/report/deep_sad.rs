@@ -9,7 +9,7 @@ use polars::prelude::*;
 use serde::Deserialize;
 
 use super::frame::{f64s, is, polars_error, stat_at, strs, summarise, Stat};
-use super::Report;
+use super::{Report, NOT_RUN};
 use crate::data::DatasetName;
 use crate::experiment::ExperimentError;
 use crate::reduce::ReducerKind;
@@ -99,15 +99,18 @@ impl Report {
 
     pub(super) fn deep_sad(&self, md: &mut String) -> Result<(), ExperimentError> {
         let rows = self.deep_sad_rows()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let published = PublishedDeepSad::builtin();
         let stage = self
             .profile
             .stages
             .iter()
             .find(|s| s.id == crate::experiment::StageId::DeepSad);
+        if rows.is_empty() {
+            if stage.is_some() {
+                let _ = writeln!(md, "## Deep SAD protocol\n\n{NOT_RUN}.\n");
+            }
+            return Ok(());
+        }
+        let published = PublishedDeepSad::builtin();
         let _ = writeln!(
             md,
             "## Deep SAD protocol\n\n\

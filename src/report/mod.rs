@@ -118,9 +118,11 @@ impl Report {
         }
         self.own_tables(&mut md)?;
         self.deep_sad(&mut md)?;
-        self.fig5(&mut md, out)?;
-        self.unseen(&mut md, out)?;
-        self.fig7(&mut md, out)?;
+        if self.has_paper_protocol() {
+            self.fig5(&mut md, out)?;
+            self.unseen(&mut md, out)?;
+            self.fig7(&mut md, out)?;
+        }
         write_atomic(&out.join("README.md"), md.as_bytes())?;
         frame::write_results(&self.frame, out)
     }
@@ -132,9 +134,11 @@ impl Report {
             self.published_table_terminal(&mut out, t)?;
         }
         self.own_tables_terminal(&mut out)?;
-        self.fig5_terminal(&mut out)?;
-        self.unseen_terminal(&mut out)?;
-        self.fig7_terminal(&mut out)?;
+        if self.has_paper_protocol() {
+            self.fig5_terminal(&mut out)?;
+            self.unseen_terminal(&mut out)?;
+            self.fig7_terminal(&mut out)?;
+        }
         Ok(out)
     }
 
@@ -211,6 +215,14 @@ impl Report {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// Whether anything here ran under the paper's protocols: a profile and results only
+    /// under Deep SAD's have no Fig 5, unseen test or Fig 7 to show.
+    fn has_paper_protocol(&self) -> bool {
+        let stages = self.profile.stages.iter().any(|s| s.id != StageId::DeepSad);
+        let protocols = frame::strs(&self.frame, "protocol").unwrap_or_default();
+        stages || protocols.iter().any(|p| p != "deep-sad")
     }
 
     /// The paper's tables of the datasets this report covers under the paper's protocols (a
