@@ -273,17 +273,83 @@ fn matmul(
     }
 }
 
-/// Below this many unrolled rows (the first block has 9 or 27) the gemm crate's packing costs
-/// more than the arithmetic, so plain vectorisable loops do the products instead.
+/// Below this many unrolled rows (the first block has 9 or 27) or output channels (Deep SAD's
+/// MNIST LeNet has 8 and 4) the gemm crate's packing and tiling cost more than the
+/// arithmetic, so plain vectorisable loops do the products instead.
 const SMALL_K: usize = 32;
+const SMALL_O: usize = 8;
 
-/// `out (o x p) = w (o x k) * cols (k x p)` as rows of axpys, for small `k`.
-fn conv_small_k(w: &[f32], cols: &[f32], (o, p, k): (usize, usize, usize), out: &mut [f32]) {
+/// Defines `$name`, which runs `$body` (an `#[inline(always)]` function of the same
+/// arguments) compiled for the widest vector units this CPU has (AVX-512 or AVX2, with FMA),
+/// else as built. Why: the crate is built for baseline x86-64, whose 4-lane SSE2 leaves the
+/// plain loops below at a quarter or less of what the core can do.
+macro_rules! vectorised {
+    ($(#[$doc:meta])* fn $name:ident => $body:ident($($arg:ident: $ty:ty),*)) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if is_x86_feature_detected!("fma") {
+                    if is_x86_feature_detected!("avx512f") {
+                        // SAFETY: the CPU has the features `avx512` is compiled for.
+                        return unsafe { avx512($($arg),*) };
+                    }
+                    if is_x86_feature_detected!("avx2") {
+                        // SAFETY: as above, for `avx2`.
+                        return unsafe { avx2($($arg),*) };
+                    }
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+type Dims3 = (usize, usize, usize);
+
+vectorised!(
+    /// `out (o x p) = w (o x k) * cols (k x p)` as rows of axpys, for small `k` or `o`.
+    fn conv_small => conv_small_body(w: &[f32], cols: &[f32], dims: Dims3, out: &mut [f32])
+);
+
+#[inline(always)]
+fn conv_small_body(w: &[f32], cols: &[f32], (o, p, k): Dims3, out: &mut [f32]) {
     for (oi, row) in out.chunks_exact_mut(p).enumerate().take(o) {
         row.fill(0.0);
         for (kk, col) in cols.chunks_exact(p).enumerate().take(k) {
             let wv = w[oi * k + kk];
             for (r, c) in row.iter_mut().zip(col) {
+                *r += wv * c;
+            }
+        }
+    }
+}
+
+vectorised!(
+    /// `dcols (k x p) = w^T (k x o) * dconv (o x p)` as rows of axpys, for small `o`.
+    fn input_grad_small => input_grad_small_body(
+        w: &[f32],
+        dconv: &[f32],
+        dims: Dims3,
+        dcols: &mut [f32]
+    )
+);
+
+#[inline(always)]
+fn input_grad_small_body(w: &[f32], dconv: &[f32], (o, p, k): Dims3, dcols: &mut [f32]) {
+    for (kk, row) in dcols.chunks_exact_mut(p).enumerate().take(k) {
+        row.fill(0.0);
+        for (oi, g) in dconv.chunks_exact(p).enumerate().take(o) {
+            let wv = w[oi * k + kk];
+            for (r, c) in row.iter_mut().zip(g) {
                 *r += wv * c;
             }
         }
@@ -300,39 +366,23 @@ const SMALL_DW_K: usize = 128;
 /// and whose packing strides across rows: 37 GFLOP/s on one core here, a fifth of its rate
 /// on the other layers. Both operands run along `p`, so dot products of their rows, four
 /// filters by three rows at a time in vector lanes, do it at about twice that (77).
-fn weight_grad(dconv: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), dw: &mut [f32]) {
+fn weight_grad(dconv: &[f32], cols: &[f32], (o, k, p): Dims3, dw: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if k <= SMALL_DW_K && is_x86_feature_detected!("fma") {
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the features the function is compiled for (checked above).
-            unsafe { dots_avx512(dconv, cols, (o, k, p), dw) };
-            return;
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            unsafe { dots_avx2(dconv, cols, (o, k, p), dw) };
-            return;
-        }
+    if k <= SMALL_DW_K && is_x86_feature_detected!("fma") && is_x86_feature_detected!("avx2") {
+        // Never the as-built fallback: its `mul_add`s would be calls to libm's fmaf.
+        dots(dconv, cols, (o, k, p), dw);
+        return;
     }
     matmul((o, k, p), dconv, (p, 1), cols, (1, p), dw, (k, 1), true);
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn dots_avx512(dconv: &[f32], cols: &[f32], dims: (usize, usize, usize), dw: &mut [f32]) {
-    dots(dconv, cols, dims, dw);
-}
+vectorised!(
+    /// [`weight_grad`] as dot products, blocked 4 x 3 (then the leftovers one by one).
+    fn dots => dots_body(dconv: &[f32], cols: &[f32], dims: Dims3, dw: &mut [f32])
+);
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn dots_avx2(dconv: &[f32], cols: &[f32], dims: (usize, usize, usize), dw: &mut [f32]) {
-    dots(dconv, cols, dims, dw);
-}
-
-/// [`weight_grad`] as dot products, blocked 4 x 3 (then the leftovers one by one); inlined
-/// into the callers above so that it compiles for their vector units.
 #[inline(always)]
-fn dots(dconv: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), dw: &mut [f32]) {
+fn dots_body(dconv: &[f32], cols: &[f32], (o, k, p): (usize, usize, usize), dw: &mut [f32]) {
     let (o4, k3) = (o / 4 * 4, k / 3 * 3);
     let mut add = |oi: usize, kk: usize, v: f32| dw[oi * k + kk] += v;
     for oi in (0..o4).step_by(4) {
@@ -523,8 +573,8 @@ impl CustomOp3 for ConvBlock {
                     for i in 0..len {
                         let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
                         im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
-                        if k <= SMALL_K {
-                            conv_small_k(weight, cols_i, (o, p, k), &mut conv);
+                        if k <= SMALL_K || o <= SMALL_O {
+                            conv_small(weight, cols_i, (o, p, k), &mut conv);
                         } else {
                             let (wl, cl) = ((k, 1), (p, 1));
                             matmul((o, p, k), weight, wl, cols_i, cl, &mut conv, (p, 1), false);
@@ -643,16 +693,21 @@ pub(crate) fn backward(
                         weight_grad(&dconv, cols, (d.o, k, p), &mut dw);
                         if need_dx {
                             // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
-                            matmul(
-                                (k, p, d.o),
-                                weight,
-                                (1, k),
-                                &dconv,
-                                (p, 1),
-                                &mut dcols,
-                                (p, 1),
-                                false,
-                            );
+                            if d.o <= SMALL_O {
+                                input_grad_small(weight, &dconv, (d.o, p, k), &mut dcols);
+                            } else {
+                                let (wl, gl) = ((1, k), (p, 1));
+                                matmul(
+                                    (k, p, d.o),
+                                    weight,
+                                    wl,
+                                    &dconv,
+                                    gl,
+                                    &mut dcols,
+                                    (p, 1),
+                                    false,
+                                );
+                            }
                             let i = img - first;
                             col2im(&dcols, d, &mut dx_t[i * image..(i + 1) * image]);
                         }
@@ -802,8 +857,8 @@ pub(crate) fn conv_forward(
                     let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
                     im2col(&x_t[i * image..(i + 1) * image], d, cols_i);
                     let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
-                    if k <= SMALL_K {
-                        conv_small_k(weight, cols_i, (o, p, k), y_i);
+                    if k <= SMALL_K || o <= SMALL_O {
+                        conv_small(weight, cols_i, (o, p, k), y_i);
                     } else {
                         let (wl, cl) = ((k, 1), (p, 1));
                         matmul((o, p, k), weight, wl, cols_i, cl, y_i, (p, 1), false);
