@@ -528,31 +528,20 @@ impl CustomOp3 for ConvBlock {
         let x = f32_slice(s1, l1, "input")?;
         let weight = f32_slice(s2, l2, "weight")?;
         let bias = f32_slice(s3, l3, "bias")?;
-        let (n, c, h, w) = l1.shape().dims4()?;
-        let (o, wc, kh, kw) = l2.shape().dims4()?;
-        let pad = self.pad;
-        if wc != c || kh != 3 || kw != 3 || bias.len() != o || h + 2 * pad < 4 || w + 2 * pad < 4 {
-            candle_core::bail!(
+        let d = match Dims::conv(l1, l2, self.pad) {
+            Ok(d) if d.kernel == 3 && bias.len() == d.o && d.oh >= 2 && d.ow >= 2 => Dims {
+                ph: d.oh / 2,
+                pw: d.ow / 2,
+                ..d
+            },
+            _ => candle_core::bail!(
                 "conv block: input {:?}, weight {:?}, bias {} do not fit a 3x3 conv + 2x2 pool",
                 l1.shape(),
                 l2.shape(),
                 bias.len()
-            );
-        }
-        let (oh, ow) = (h + 2 * pad - 2, w + 2 * pad - 2);
-        let d = Dims {
-            n,
-            c,
-            h,
-            w,
-            o,
-            oh,
-            ow,
-            ph: oh / 2,
-            pw: ow / 2,
-            pad,
-            kernel: 3,
+            ),
         };
+        let (n, c, h, w, o) = (d.n, d.c, d.h, d.w, d.o);
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
         let mut cols = take(&COLS_POOL, n * k * p);
         let mut y = vec![0f32; n * pooled];

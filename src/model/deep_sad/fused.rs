@@ -114,8 +114,23 @@ fn par_images<A: Send, B: Send>(
     });
 }
 
-/// Per channel, the sums over images of per-(image, channel) pairs, in image order.
-fn combine(partial: &[(f64, f64)], c: usize) -> Vec<(f64, f64)> {
+/// Per channel, two sums over every image: `f(first image, pairs)` fills a thread's
+/// per-(image, channel) pairs, `c` per image, in parallel; they are added in image order.
+fn channel_sums(
+    n: usize,
+    c: usize,
+    threads: usize,
+    f: impl Fn(usize, &mut [(f64, f64)]) + Sync,
+) -> Vec<(f64, f64)> {
+    let mut partial = vec![(0f64, 0f64); n * c];
+    let mut unused = vec![0u8; n];
+    par_images(
+        n,
+        threads,
+        (&mut partial, c),
+        (&mut unused, 1),
+        |first, part, _| f(first, part),
+    );
     let mut out = vec![(0.0, 0.0); c];
     for chunk in partial.chunks_exact(c) {
         for (o, p) in out.iter_mut().zip(chunk) {
@@ -170,25 +185,16 @@ impl CustomOp2 for ConvBnAct {
         let mut cols = fast::take_f32(n * d.k() * p);
         let mut z = fast::take_f32(n * c * p);
         fast::conv_forward(x, weight, &d, self.threads, &mut cols, &mut z);
-        // Per (image, channel): sum and sum of squares.
-        let mut partial = vec![(0f64, 0f64); n * c];
-        let mut unused = vec![0u8; n];
-        par_images(
-            n,
-            self.threads,
-            (&mut partial, c),
-            (&mut unused, 1),
-            |first, part, _| {
-                for (i, sums) in part.chunks_exact_mut(c).enumerate() {
-                    let img = &z[(first + i) * c * p..(first + i + 1) * c * p];
-                    for (s, plane) in sums.iter_mut().zip(img.chunks_exact(p)) {
-                        *s = lane_sums(plane, plane);
-                    }
+        // Per channel: sum and sum of squares.
+        let sums = channel_sums(n, c, self.threads, |first, part| {
+            for (i, sums) in part.chunks_exact_mut(c).enumerate() {
+                let img = &z[(first + i) * c * p..(first + i + 1) * c * p];
+                for (s, plane) in sums.iter_mut().zip(img.chunks_exact(p)) {
+                    *s = lane_sums(plane, plane);
                 }
-            },
-        );
+            }
+        });
         let m = (n * p) as f64;
-        let sums = combine(&partial, c);
         let mean: Vec<f32> = sums.iter().map(|s| (s.0 / m) as f32).collect();
         let var: Vec<f32> = (sums.iter())
             .map(|s| (s.1 / m - (s.0 / m).powi(2)).max(0.0) as f32)
@@ -272,49 +278,41 @@ impl CustomOp2 for ConvBnAct {
         let slope = self.slope;
         // The gradient at the normalised value xh from the output's gradient gv.
         let dxh = |gv: f32, xh: f32| if xh > 0.0 { gv } else { gv * slope };
-        // Per (image, channel): the sums of that gradient and of it times xh. With the pool
-        // it is zero except at the winners.
-        let mut partial = vec![(0f64, 0f64); n * c];
-        let mut unused = vec![0u8; n];
-        par_images(
-            n,
-            self.threads,
-            (&mut partial, c),
-            (&mut unused, 1),
-            |first, part, _| {
-                let plane = if self.pool { 0 } else { p };
-                let (mut dv, mut xh) = (vec![0f32; plane], vec![0f32; plane]);
-                for (i, sums) in part.chunks_exact_mut(c).enumerate() {
-                    let img = first + i;
-                    let per = out / c;
-                    for (ch, sum) in sums.iter_mut().enumerate() {
-                        let (mu, is) = (s.mean[ch], s.inv_std[ch]);
-                        let gi = &g[img * out + ch * per..][..per];
-                        let z = &s.z[img * c * p..][..c * p];
-                        if self.pool {
-                            let am = &s.argmax[img * out + ch * per..][..per];
-                            let (mut a, mut b) = (0f32, 0f32);
-                            for (&k, &gv) in am.iter().zip(gi) {
-                                let xh = (z[k as usize] - mu) * is;
-                                let dv = dxh(gv, xh);
-                                a += dv;
-                                b += dv * xh;
-                            }
-                            *sum = (f64::from(a), f64::from(b));
-                        } else {
-                            let zp = &z[ch * p..(ch + 1) * p];
-                            for (((d, x), &gv), &zv) in dv.iter_mut().zip(&mut xh).zip(gi).zip(zp) {
-                                *x = (zv - mu) * is;
-                                *d = dxh(gv, *x);
-                            }
-                            *sum = lane_sums(&dv, &xh);
+        // Per channel: the sums of that gradient and of it times xh. With the pool it is
+        // zero except at the winners.
+        let sums = channel_sums(n, c, self.threads, |first, part| {
+            let plane = if self.pool { 0 } else { p };
+            let (mut dv, mut xh) = (vec![0f32; plane], vec![0f32; plane]);
+            for (i, sums) in part.chunks_exact_mut(c).enumerate() {
+                let img = first + i;
+                let per = out / c;
+                for (ch, sum) in sums.iter_mut().enumerate() {
+                    let (mu, is) = (s.mean[ch], s.inv_std[ch]);
+                    let gi = &g[img * out + ch * per..][..per];
+                    let z = &s.z[img * c * p..][..c * p];
+                    if self.pool {
+                        let am = &s.argmax[img * out + ch * per..][..per];
+                        let (mut a, mut b) = (0f32, 0f32);
+                        for (&k, &gv) in am.iter().zip(gi) {
+                            let xh = (z[k as usize] - mu) * is;
+                            let dv = dxh(gv, xh);
+                            a += dv;
+                            b += dv * xh;
                         }
+                        *sum = (f64::from(a), f64::from(b));
+                    } else {
+                        let zp = &z[ch * p..(ch + 1) * p];
+                        for (((d, x), &gv), &zv) in dv.iter_mut().zip(&mut xh).zip(gi).zip(zp) {
+                            *x = (zv - mu) * is;
+                            *d = dxh(gv, *x);
+                        }
+                        *sum = lane_sums(&dv, &xh);
                     }
                 }
-            },
-        );
+            }
+        });
         let m = (n * p) as f64;
-        let sums: Vec<(f32, f32)> = (combine(&partial, c).into_iter())
+        let sums: Vec<(f32, f32)> = (sums.into_iter())
             .map(|(a, b)| ((a / m) as f32, (b / m) as f32))
             .collect();
         let (dx, dw, _) = fast::backward(
