@@ -28,9 +28,11 @@ bench-train-step:
 bench-vs-pytorch threads="2":
     python3 benches/reference/compare.py --threads {{threads}}
 
-# Detector fit/score times vs scikit-learn on the same 6,000 points (needs scikit-learn).
+# Detector fit/score times vs scikit-learn on the same 6,000 points (needs scikit-learn), then
+# a one-class SVM fit on 50,000 points with its peak memory.
 bench-vs-sklearn:
     python3 benches/reference/compare_detectors.py
+    cargo bench --bench ocsvm_memory
 
 # The paper's defaults on MNIST class 0 at 1 % anomalies (50 x 100 steps of 128 triplets).
 train-paper-mnist0 out="runs/mnist-c0-r0.01-s0":

@@ -13,7 +13,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 
 use serde::{Deserialize, Serialize};
 
-use super::{check_dim, check_training, AnomalyScorer, DetectError};
+use super::{check_dim, check_training, par_fill, AnomalyScorer, DetectError};
 
 /// Checked isolation forest settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -193,18 +193,20 @@ impl FittedIsolationForest {
 impl AnomalyScorer for FittedIsolationForest {
     fn score(&self, x: &Array2<f64>) -> Result<Vec<f64>, DetectError> {
         check_dim(x, self.dim)?;
-        Ok(x.rows()
-            .into_iter()
-            .map(|row| {
+        let mut out = vec![0.0; x.nrows()];
+        // ~20 node visits per tree and point.
+        par_fill(&mut out, 20 * self.trees.len(), |first, out| {
+            for (o, row) in out.iter_mut().zip(x.rows().into_iter().skip(first)) {
                 let mean = self
                     .trees
                     .iter()
                     .map(|t| Self::path_length(t, row))
                     .sum::<f64>()
                     / self.trees.len() as f64;
-                2f64.powf(-mean / self.c_psi)
-            })
-            .collect())
+                *o = 2f64.powf(-mean / self.c_psi);
+            }
+        });
+        Ok(out)
     }
 }
 

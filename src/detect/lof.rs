@@ -5,8 +5,9 @@
 //! k-distance; lrd(p) = 1 / (mean over o in N(p) of max(k-distance(o), d(p, o)) + 1e-10).
 //! Score of a new point q: its k nearest training points, lrd(q) likewise, and
 //! LOF(q) = mean lrd(o) over N(q) / lrd(q) (scikit-learn's `-score_samples`). k =
-//! min(n_neighbors, n - 1). Neighbours come from a kiddo k-d tree for 1 to 16 dimensions and
-//! from a brute-force search otherwise (kiddo fixes the dimension at compile time).
+//! min(n_neighbors, n - 1). Neighbours come from a kiddo k-d tree in up to TREE_MAX_DIM
+//! dimensions and from blocked exhaustive search (matrix products) above: a k-d tree prunes
+//! little in 16 dimensions, where kiddo was 5x slower than scikit-learn.
 
 use std::num::NonZero;
 
@@ -14,7 +15,8 @@ use kiddo::{ImmutableKdTree, SquaredEuclidean};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::{check_dim, check_training, AnomalyScorer, DetectError};
+use super::{check_dim, check_training, par_fill, AnomalyScorer, DetectError};
+use crate::model::fast::{matmul, vectorised};
 
 /// Checked LOF settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -167,8 +169,12 @@ impl NeighbourIndex {
     fn new(x: &Array2<f64>) -> Self {
         NeighbourIndex {
             dim: x.ncols(),
-            points: x.clone(),
-            tree: Tree::build(x),
+            points: x.as_standard_layout().into_owned(),
+            tree: if x.ncols() <= TREE_MAX_DIM {
+                Tree::build(x)
+            } else {
+                None
+            },
         }
     }
 
@@ -180,27 +186,112 @@ impl NeighbourIndex {
     }
 }
 
-/// Exact k nearest neighbours by scanning every training point.
+/// Widest input searched with the k-d tree. Fitting 6,000 uniform points (detectors bench,
+/// 2 cores): tree / blocked search 7 / 47 ms in 2-D, 13 / 42 ms in 4-D, 42 / 44 ms in 8-D,
+/// 182 / 47 ms in 16-D.
+const TREE_MAX_DIM: usize = 8;
+/// Candidates kept beyond k while scanning, so that the product form's rounding cannot push a
+/// true neighbour out before the exact distances are recomputed.
+const SPARE: usize = 8;
+/// Queries and points per block of the distance product (64 x 256 f64: 128 KiB, in L2).
+const QUERY_BLOCK: usize = 64;
+const POINT_BLOCK: usize = 256;
+
+vectorised!(
+    /// `row[c] = norms[c] - 2 row[c]`.
+    fn norm_minus_twice => norm_minus_twice_body(row: &mut [f64], norms: &[f64])
+);
+
+#[inline(always)]
+fn norm_minus_twice_body(row: &mut [f64], norms: &[f64]) {
+    for (v, n) in row.iter_mut().zip(norms) {
+        *v = n - 2.0 * *v;
+    }
+}
+
+/// Exact k nearest neighbours by scanning every training point in blocks: squared distances
+/// as |q|^2 + |p|^2 - 2 q.p (one matrix product per block), the k + SPARE smallest kept per
+/// query, then those candidates' distances recomputed from the differences (the product
+/// form loses digits between near points) and sorted, ties by index.
 fn brute_force(points: &Array2<f64>, x: &Array2<f64>, k: usize) -> Neighbours {
-    x.rows()
-        .into_iter()
-        .map(|q| {
-            let mut d: Vec<(f64, usize)> = points
-                .rows()
-                .into_iter()
-                .enumerate()
-                .map(|(j, p)| {
-                    let s: f64 = p.iter().zip(q.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
-                    (s.sqrt(), j)
-                })
-                .collect();
-            let k = k.min(d.len());
-            d.select_nth_unstable_by(k - 1, |a, b| a.0.total_cmp(&b.0));
-            d.truncate(k);
-            d.sort_by(|a, b| a.0.total_cmp(&b.0));
-            d
-        })
-        .collect()
+    let (n, d) = points.dim();
+    let k = k.min(n);
+    let keep = (k + SPARE).min(n);
+    let points = points.as_standard_layout();
+    let p = points.as_slice().expect("standard layout");
+    let queries = x.as_standard_layout();
+    let q = queries.as_slice().expect("standard layout");
+    let sq_norm = |r: &[f64]| r.iter().map(|v| v * v).sum::<f64>();
+    let p_norm: Vec<f64> = p.chunks_exact(d).map(sq_norm).collect();
+    let mut out: Neighbours = vec![Vec::new(); x.nrows()];
+    par_fill(&mut out, n * (d + 2), |start, out| {
+        let mut product = vec![0.0; QUERY_BLOCK * POINT_BLOCK];
+        for (b, lists) in out.chunks_mut(QUERY_BLOCK).enumerate() {
+            let first = start + b * QUERY_BLOCK;
+            let rows = lists.len();
+            let block = &q[first * d..(first + rows) * d];
+            let q_norm: Vec<f64> = block.chunks_exact(d).map(sq_norm).collect();
+            let mut candidates: Vec<Vec<(f64, usize)>> = vec![Vec::with_capacity(keep + 1); rows];
+            for from in (0..n).step_by(POINT_BLOCK) {
+                let cols = POINT_BLOCK.min(n - from);
+                let product = &mut product[..rows * cols];
+                // product (rows x cols) = block (rows x d) * points[from..]^T (d x cols).
+                matmul(
+                    (rows, cols, d),
+                    block,
+                    (d, 1),
+                    &p[from * d..(from + cols) * d],
+                    (1, d),
+                    product,
+                    (cols, 1),
+                    false,
+                );
+                for (r, list) in candidates.iter_mut().enumerate() {
+                    let row = &mut product[r * cols..(r + 1) * cols];
+                    // row = |p|^2 - 2 q.p, so that d^2 = |q|^2 + row.
+                    norm_minus_twice(row, &p_norm[from..from + cols]);
+                    let mut bound = list.get(keep - 1).map_or(f64::INFINITY, |c| c.0);
+                    for (b, chunk) in row.chunks(16).enumerate() {
+                        // Most chunks hold no candidate: one vectorised test skips them.
+                        let below = bound - q_norm[r];
+                        if !chunk.iter().fold(false, |hit, &v| hit | (v < below)) {
+                            continue;
+                        }
+                        for (c, &v) in chunk.iter().enumerate() {
+                            let d2 = q_norm[r] + v;
+                            if d2 < bound {
+                                let at = list.partition_point(|e| e.0 <= d2);
+                                list.insert(at, (d2, from + b * 16 + c));
+                                list.truncate(keep);
+                                if list.len() == keep {
+                                    bound = list[keep - 1].0;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (r, (list, found)) in lists.iter_mut().zip(candidates).enumerate() {
+                let query = &block[r * d..(r + 1) * d];
+                let mut exact: Vec<(f64, usize)> = found
+                    .into_iter()
+                    .map(|(_, j)| {
+                        let point = &p[j * d..(j + 1) * d];
+                        let d2: f64 = point
+                            .iter()
+                            .zip(query)
+                            .map(|(a, b)| (a - b) * (a - b))
+                            .sum();
+                        (d2.sqrt(), j)
+                    })
+                    .collect();
+                exact.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                exact.truncate(k);
+                *list = exact;
+            }
+        }
+    });
+    out
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //!   `extended-isolation-forest` crate draws from `thread_rng` and cannot be seeded, and
 //!   every random choice of a run must flow from its seed; tests check it against that
 //!   crate and scikit-learn).
-//! - [`OneClassSvm`]: linfa-svm's nu one-class SVM with an RBF kernel.
-//! - [`Gmm`]: linfa-clustering's Gaussian mixture, components chosen by BIC, scored by the
-//!   negative log-likelihood computed here with log-sum-exp.
+//! - [`OneClassSvm`]: libsvm's nu one-class SVM solver with an RBF kernel and a bounded
+//!   kernel cache (written here: linfa-svm's kernel matrix is dense, n^2 memory).
+//! - [`Gmm`]: a Gaussian mixture (EM as scikit-learn's, from linfa-clustering's k-means),
+//!   components chosen by BIC, scored by the negative log-likelihood with log-sum-exp.
 //! - [`Lof`]: local outlier factor in scikit-learn's novelty mode, on a kiddo k-d tree.
 //! - [`OriginDistance`]: EIDN's own score, the distance from the origin.
 
@@ -175,6 +176,39 @@ impl AnomalyScorer for OriginDistance {
             .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
             .collect())
     }
+}
+
+/// Fills `out` in one contiguous chunk per thread (`f(first index, chunk)`), or on this
+/// thread when `out.len() * work_per_item` is too little to pay for spawning (~1 M operations).
+pub(crate) fn par_fill<T: Send>(
+    out: &mut [T],
+    work_per_item: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    par_chunks(out, 1, work_per_item, f)
+}
+
+/// [`par_fill`] over rows of `unit` items: chunks hold whole rows, and `f` gets the first row's
+/// index.
+pub(crate) fn par_chunks<T: Send>(
+    out: &mut [T],
+    unit: usize,
+    work_per_row: usize,
+    f: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let threads = candle_core::utils::get_num_threads().max(1);
+    let rows = out.len() / unit.max(1);
+    if threads == 1 || rows.saturating_mul(work_per_row) < (1 << 20) || rows < 2 * threads {
+        f(0, out);
+        return;
+    }
+    let per_thread = rows.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, part) in out.chunks_mut(per_thread * unit).enumerate() {
+            let f = &f;
+            scope.spawn(move || f(t * per_thread, part));
+        }
+    });
 }
 
 pub(crate) fn check_finite(x: &Array2<f64>) -> Result<(), DetectError> {

@@ -218,13 +218,13 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
 /// strides. Bounds are checked here so the unsafe call cannot read or write outside the
 /// slices.
 #[allow(clippy::too_many_arguments)]
-fn matmul(
+pub(crate) fn matmul<T: Copy + From<f32> + 'static>(
     (m, n, k): (usize, usize, usize),
-    a: &[f32],
+    a: &[T],
     (a_rs, a_cs): (usize, usize),
-    b: &[f32],
+    b: &[T],
     (b_rs, b_cs): (usize, usize),
-    c: &mut [f32],
+    c: &mut [T],
     (c_rs, c_cs): (usize, usize),
     accumulate: bool,
 ) {
@@ -263,8 +263,8 @@ fn matmul(
             b.as_ptr(),
             b_cs as isize,
             b_rs as isize,
-            1.0,
-            1.0,
+            T::from(1.0),
+            T::from(1.0),
             false,
             false,
             false,
@@ -312,6 +312,8 @@ macro_rules! vectorised {
         }
     };
 }
+
+pub(crate) use vectorised;
 
 type Dims3 = (usize, usize, usize);
 
