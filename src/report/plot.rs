@@ -244,15 +244,25 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                 .collect();
             let lo = values.iter().copied().fold(1.0f64, f64::min);
             let y0 = (((lo - 0.05) * 10.0).floor() / 10.0).clamp(0.0, 0.9);
+            // Series without a value in this panel (a reducer one dataset did not run) get
+            // neither bars nor a legend entry.
+            let series: Vec<_> = panel
+                .series
+                .iter()
+                .filter(|(_, v)| v.iter().any(Option::is_some))
+                .collect();
             let n = panel.groups.len();
-            let k = panel.series.len().max(1);
+            let k = series.len().max(1);
+            // Headroom above 1.0 for the legend (~20 px per entry + 20 of a ~356 px plot), so
+            // it never covers a bar.
+            let room = ((k as f64 * 20.0 + 20.0) / 356.0).min(0.6);
+            let top = (1.0 - room * y0) / (1.0 - room);
             let mut chart = ChartBuilder::on(area)
                 .caption(panel.title.as_str(), (FAMILY, 20))
                 .margin(14)
                 .x_label_area_size(36)
                 .y_label_area_size(56)
-                // Headroom above 1.0 keeps the legend clear of the bars.
-                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..1.13f64)?;
+                .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), y0..top)?;
             let fmt = |x: &f64| category_label(&panel.groups, *x);
             chart
                 .configure_mesh()
@@ -270,8 +280,9 @@ pub fn grouped_bars(path: &Path, panels: &[BarPanel]) -> Result<(), ExperimentEr
                 .label_style((FAMILY, 14))
                 .draw()?;
             let width = 0.8 / k as f64;
-            for (s, (label, vals)) in panel.series.iter().enumerate() {
-                let colour = PALETTE[s % PALETTE.len()];
+            for (s, (label, vals)) in series.iter().enumerate() {
+                let colour = PALETTE
+                    [panel.series.iter().position(|x| x.0 == *label).unwrap_or(s) % PALETTE.len()];
                 chart
                     .draw_series(vals.iter().enumerate().filter_map(|(g, v)| {
                         v.map(|v| {
