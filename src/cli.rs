@@ -121,6 +121,10 @@ pub struct GridArgs {
     /// No per-cell lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Cells run at once, the cores shared between them (default: one per 8 cores); records
+    /// are the same for any number.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub jobs: Option<u64>,
     /// Print the cells and networks left and the estimated wall time on this machine (from
     /// a few calibration steps), then stop: nothing is fetched, trained or written.
     #[arg(long)]

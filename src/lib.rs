@@ -39,3 +39,4 @@ pub mod metrics;
 pub mod model;
 pub mod reduce;
 pub mod report;
+pub mod threads;

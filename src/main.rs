@@ -340,6 +340,9 @@ fn run_grid(
         only,
         seeds: args.seeds.clone(),
         verbose: !args.quiet,
+        jobs: args
+            .jobs
+            .map_or(eidn::threads::available().div_ceil(8), |n| n as usize),
         meta: Some(meta),
     };
     eprintln!(

@@ -184,3 +184,45 @@ fn killed_run_resumes_report_renders_and_regress_guards() {
         }
     }
 }
+
+/// `--jobs 2` runs two cells at once, each on its share of the cores: every record's AUC and
+/// AP must equal a one-job run's (issue 14: the computations never depend on thread count).
+#[test]
+#[cfg_attr(
+    eidn_no_mnist,
+    ignore = "needs the real MNIST: set EIDN_DATA_DIR (e.g. ../shared/datasets)"
+)]
+fn two_jobs_write_the_same_records_as_one_on_the_ci_profile() {
+    let Some(data) = common::real_data_dir("mnist") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut by_jobs = Vec::new();
+    for jobs in ["1", "2"] {
+        let results = dir.path().join(format!("results-{jobs}"));
+        let (code, _, err) = common::run(
+            eidn(&data)
+                .args(["reproduce", "--profile", "ci", "--quiet", "--jobs", jobs])
+                .arg("--results")
+                .arg(&results)
+                .arg("--out")
+                .arg(dir.path().join(format!("report-{jobs}"))),
+        );
+        assert_eq!(code, Some(0), "--jobs {jobs}: {err}");
+        let mut records: Vec<_> = read_records(&results)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                let key = format!("{} {} {}", r.cell, r.reducer.as_str(), r.detector.as_str());
+                (key, r.auc, r.ap)
+            })
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        by_jobs.push(records);
+    }
+    assert!(by_jobs[0].len() >= 20, "{} records", by_jobs[0].len());
+    assert_eq!(by_jobs[0].len(), by_jobs[1].len());
+    for (one, two) in by_jobs[0].iter().zip(&by_jobs[1]) {
+        assert_eq!(one, two, "--jobs 1 vs --jobs 2");
+    }
+}

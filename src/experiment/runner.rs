@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -37,6 +39,9 @@ pub struct RunOptions {
     pub seeds: Vec<u64>,
     /// One line per cell on stderr.
     pub verbose: bool,
+    /// Cells run at once, each with its share of the cores; records are the same for any
+    /// number (every computation is independent of the thread count).
+    pub jobs: usize,
     /// Saved under `<results>/runs/` at the start and after every cell, so even a killed
     /// run's wall time and commit are on record.
     pub meta: Option<super::RunMeta>,
@@ -72,24 +77,11 @@ pub fn run_profile(
         .filter(|(i, _)| options.shard.is_none_or(|s| s.takes(*i)))
         .map(|(_, c)| c)
         .collect();
-    let mut summary = RunSummary {
+    let summary = RunSummary {
         cells: cells.len(),
         ..RunSummary::default()
     };
     let mut data = DataCache::new(&options.data_dir, &options.verified);
-    let mut meta = options.meta.clone();
-    let mut save_meta = |summary: &RunSummary| -> Result<(), ExperimentError> {
-        if let Some(m) = meta.as_mut() {
-            m.wall_seconds = start.elapsed().as_secs_f64();
-            m.cells = summary.cells;
-            m.cells_run = summary.cells_run;
-            m.records_written = summary.records_written;
-            m.missing_data = summary.missing_data.clone();
-            m.failed = summary.failed.clone();
-            m.save(store_dir)?;
-        }
-        Ok(())
-    };
     // Every dataset is checked before any work: only Concrete Cracks (which cannot be
     // fetched unattended) may be missing, and its cells are skipped.
     for cell in &cells {
@@ -101,70 +93,159 @@ pub fn run_profile(
             });
         }
     }
-    save_meta(&summary)?;
-    for (i, cell) in cells.iter().enumerate() {
-        let at = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
-        let Some(status) = data.status(cell.protocol.dataset) else {
-            if options.verbose {
-                eprintln!(
-                    "{at}: {} is not in the data directory; skipped",
-                    cell.protocol.dataset
-                );
+    let progress = Mutex::new(Progress {
+        summary,
+        meta: options.meta.clone(),
+    });
+    progress
+        .lock()
+        .expect("not poisoned")
+        .save(store_dir, start)?;
+    let data = Mutex::new(data);
+    let store = Mutex::new(store);
+    let next = AtomicUsize::new(0);
+    let fatal: Mutex<Option<ExperimentError>> = Mutex::new(None);
+    // Each job takes the next cell; a job's compute gets its share of the cores.
+    let jobs = options.jobs.clamp(1, cells.len().max(1));
+    let budget = (crate::threads::available() / jobs).max(1);
+    let worker = || {
+        crate::threads::with_budget(if jobs == 1 { 0 } else { budget }, || loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= cells.len() || fatal.lock().expect("not poisoned").is_some() {
+                return;
             }
-            summary.missing_data.push(cell.id());
-            continue;
-        };
-        let outcome = plan_cell(cell, &status, store).and_then(|todo| {
-            if todo.is_empty() {
-                return Ok(None);
+            if let Err(e) = one_cell(
+                i, &cells, &data, &store, store_dir, &progress, start, options,
+            ) {
+                *fatal.lock().expect("not poisoned") = Some(e);
+                return;
             }
-            run_cell(cell, &todo, &status, &mut data, store, options).map(Some)
+        })
+    };
+    if jobs == 1 {
+        worker();
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(worker);
+            }
         });
-        let written = match outcome {
-            Ok(None) => {
-                summary.cells_already_done += 1;
-                continue;
-            }
-            Ok(Some(written)) => written,
-            // The store itself failing is the end of the run; anything else is this cell's
-            // problem: noted, and the grid goes on.
-            Err(e @ (ExperimentError::Io { .. } | ExperimentError::Locked { .. })) => {
-                return Err(e)
-            }
-            Err(e) => {
-                let reason = e.to_string();
-                eprintln!("{at}: FAILED: {reason}");
-                store.append_failure(&Failure {
+    }
+    if let Some(e) = fatal.into_inner().expect("not poisoned") {
+        return Err(e);
+    }
+    let mut progress = progress.into_inner().expect("not poisoned");
+    progress.summary.wall_seconds = start.elapsed().as_secs_f64();
+    progress.save(store_dir, start)?;
+    Ok(progress.summary)
+}
+
+/// The run's summary so far and its saved meta, updated by whichever job finishes a cell.
+struct Progress {
+    summary: RunSummary,
+    meta: Option<super::RunMeta>,
+}
+
+impl Progress {
+    fn save(&mut self, store_dir: &Path, start: Instant) -> Result<(), ExperimentError> {
+        if let Some(m) = self.meta.as_mut() {
+            m.wall_seconds = start.elapsed().as_secs_f64();
+            m.cells = self.summary.cells;
+            m.cells_run = self.summary.cells_run;
+            m.records_written = self.summary.records_written;
+            m.missing_data = self.summary.missing_data.clone();
+            m.failed = self.summary.failed.clone();
+            m.save(store_dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs cell `i` (or skips it: done, or its data missing); only a failing store is an error.
+#[allow(clippy::too_many_arguments)]
+fn one_cell(
+    i: usize,
+    cells: &[Cell],
+    data: &Mutex<DataCache>,
+    store: &Mutex<&mut ResultStore>,
+    store_dir: &Path,
+    progress: &Mutex<Progress>,
+    start: Instant,
+    options: &RunOptions,
+) -> Result<(), ExperimentError> {
+    let cell = &cells[i];
+    let at = format!("[{}/{}] {}", i + 1, cells.len(), cell.id());
+    let lock_progress = || progress.lock().expect("not poisoned");
+    let status = data
+        .lock()
+        .expect("not poisoned")
+        .status(cell.protocol.dataset);
+    let Some(status) = status else {
+        if options.verbose {
+            eprintln!(
+                "{at}: {} is not in the data directory; skipped",
+                cell.protocol.dataset
+            );
+        }
+        let mut p = lock_progress();
+        p.summary.missing_data.push(cell.id());
+        return Ok(());
+    };
+    let todo = plan_cell(cell, &status, &store.lock().expect("not poisoned"));
+    let outcome = todo.and_then(|todo| {
+        if todo.is_empty() {
+            return Ok(None);
+        }
+        let protocol = &cell.protocol;
+        let dataset = data
+            .lock()
+            .expect("not poisoned")
+            .get(protocol.dataset, protocol.seed)?;
+        run_cell(cell, &todo, &status, &dataset, store, store_dir, options).map(Some)
+    });
+    let written = match outcome {
+        Ok(None) => {
+            lock_progress().summary.cells_already_done += 1;
+            return Ok(());
+        }
+        Ok(Some(written)) => written,
+        // The store itself failing is the end of the run; anything else is this cell's
+        // problem: noted, and the grid goes on.
+        Err(e @ (ExperimentError::Io { .. } | ExperimentError::Locked { .. })) => return Err(e),
+        Err(e) => {
+            let reason = e.to_string();
+            eprintln!("{at}: FAILED: {reason}");
+            store
+                .lock()
+                .expect("not poisoned")
+                .append_failure(&Failure {
                     cell: cell.id(),
                     reason: reason.clone(),
                     written_unix: now_unix(),
                 })?;
-                summary.failed.push((cell.id(), reason));
-                save_meta(&summary)?;
-                continue;
-            }
-        };
-        summary.cells_run += 1;
-        summary.records_written += written.len();
-        if options.verbose {
-            let parts: Vec<String> = written
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{}/{} {:.4}",
-                        r.reducer.as_str(),
-                        r.detector.as_str(),
-                        r.auc
-                    )
-                })
-                .collect();
-            eprintln!("{at}: AUC {}", parts.join(", "));
+            let mut p = lock_progress();
+            p.summary.failed.push((cell.id(), reason));
+            return p.save(store_dir, start);
         }
-        save_meta(&summary)?;
+    };
+    if options.verbose {
+        let parts: Vec<String> = written
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{} {:.4}",
+                    r.reducer.as_str(),
+                    r.detector.as_str(),
+                    r.auc
+                )
+            })
+            .collect();
+        eprintln!("{at}: AUC {}", parts.join(", "));
     }
-    summary.wall_seconds = start.elapsed().as_secs_f64();
-    save_meta(&summary)?;
-    Ok(summary)
+    let mut p = lock_progress();
+    p.summary.cells_run += 1;
+    p.summary.records_written += written.len();
+    p.save(store_dir, start)
 }
 
 /// The methods of `cell` that the store lacks, with their checked settings.
@@ -186,12 +267,12 @@ fn run_cell(
     cell: &Cell,
     todo: &[(ReducerSettings, Detector)],
     status: &str,
-    data: &mut DataCache,
-    store: &mut ResultStore,
+    dataset: &Dataset,
+    store: &Mutex<&mut ResultStore>,
+    store_dir: &Path,
     options: &RunOptions,
 ) -> Result<Vec<Record>, ExperimentError> {
     let protocol = &cell.protocol;
-    let dataset = data.get(protocol.dataset, protocol.seed)?;
     let pools = protocol.pools(dataset)?;
     let test = protocol.test_set(dataset)?;
     let deep = match &cell.deep {
@@ -199,7 +280,7 @@ fn run_cell(
             cell,
             &pools,
             status,
-            store.dir(),
+            store_dir,
             &options.device,
         )?),
         None => None,
@@ -209,7 +290,7 @@ fn run_cell(
             cell,
             &pools,
             status,
-            store.dir(),
+            store_dir,
             &options.device,
         )?)
     } else {
@@ -267,7 +348,7 @@ fn run_cell(
                 dataset,
                 encoder.as_ref().expect("trained"),
                 &pools,
-                store.dir(),
+                store_dir,
             )?;
         }
         for (_, detector) in todo.iter().filter(|(r, _)| r == settings) {
@@ -282,7 +363,7 @@ fn run_cell(
                 train_seconds,
                 embed_seconds,
             )?;
-            store.append(record.clone())?;
+            store.lock().expect("not poisoned").append(record.clone())?;
             written.push(record);
         }
     }
@@ -494,7 +575,7 @@ fn grid_status(report: &DatasetReport) -> Option<String> {
 /// Datasets loaded once per run, and their verification status.
 struct DataCache {
     dir: PathBuf,
-    loaded: HashMap<(DatasetName, u64), Dataset>,
+    loaded: HashMap<(DatasetName, u64), Arc<Dataset>>,
     status: HashMap<DatasetName, Option<String>>,
 }
 
@@ -523,12 +604,12 @@ impl DataCache {
     }
 
     /// Loaded once per seed only where the split depends on it (Concrete, split folders).
-    fn get(&mut self, name: DatasetName, seed: u64) -> Result<&Dataset, ExperimentError> {
+    fn get(&mut self, name: DatasetName, seed: u64) -> Result<Arc<Dataset>, ExperimentError> {
         let key = (name, if name.split_uses_seed() { seed } else { 0 });
         if !self.loaded.contains_key(&key) {
             let data = load(name, &self.dir, key.1)?;
-            self.loaded.insert(key, data);
+            self.loaded.insert(key, Arc::new(data));
         }
-        Ok(&self.loaded[&key])
+        Ok(self.loaded[&key].clone())
     }
 }

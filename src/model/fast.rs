@@ -185,8 +185,8 @@ impl ConvBlock {
         ConvBlock {
             input_needs_grad,
             pad,
-            // The same thread count candle's own CPU kernels use (RAYON_NUM_THREADS or cores).
-            threads: candle_core::utils::get_num_threads().max(1),
+            // The job's share of candle's thread count (RAYON_NUM_THREADS or cores).
+            threads: crate::threads::budget(),
             saved: Mutex::new(None),
         }
     }
@@ -751,7 +751,7 @@ impl Conv {
             Conv {
                 input_needs_grad,
                 pad,
-                threads: candle_core::utils::get_num_threads().max(1),
+                threads: crate::threads::budget(),
                 saved: Mutex::new(None),
             },
         )

@@ -72,7 +72,7 @@ impl ConvBnAct {
             pool,
             eps,
             slope: slope as f32,
-            threads: candle_core::utils::get_num_threads().max(1),
+            threads: crate::threads::budget(),
             stats: stats.clone(),
             saved: Mutex::new(None),
         };
