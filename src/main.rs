@@ -346,13 +346,17 @@ fn run_grid(
         meta: Some(meta),
     };
     eprintln!(
-        "profile {}: {} cells{}; results in {}",
+        "profile {}: {} cells{}{}; results in {}",
         profile.name,
         cells.len(),
         shard.map_or(String::new(), |s| format!(
             " (shard {}/{})",
             s.index, s.count
         )),
+        match options.jobs {
+            1 => String::new(),
+            n => format!(", {n} at a time"),
+        },
         results.display()
     );
     let summary = run_profile(profile, &mut store, &options)?;

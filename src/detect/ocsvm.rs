@@ -127,7 +127,7 @@ impl OneClassSvmValidParams {
             x.ncols(),
             gamma,
         );
-        let (alpha, rho) = solve(&kernel, self.nu, self.tol, self.cache_mib << 20)?;
+        let (alpha, rho) = solve(&kernel, self.nu, self.tol, self.cache_mib << 20);
         let (mut support, mut coef) = (Vec::new(), Vec::new());
         for (i, &a) in alpha.iter().enumerate() {
             if a > 0.0 {
@@ -325,12 +325,7 @@ impl<'a> KernelCache<'a> {
 }
 
 /// libsvm's one-class solver with C = 1: the multipliers and rho.
-fn solve(
-    kernel: &Rbf,
-    nu: f64,
-    tol: f64,
-    cache_bytes: usize,
-) -> Result<(Vec<f64>, f64), DetectError> {
+fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64) {
     let n = kernel.len();
     // libsvm's start: the first floor(nu n) multipliers at 1, the next one the remainder.
     let total = nu * n as f64;
@@ -421,7 +416,8 @@ fn solve(
             *g += qi as f64 * d_i + qj as f64 * d_j;
         }
     }
-    Ok((alpha.clone(), rho(&alpha, &grad)))
+    let rho = rho(&alpha, &grad);
+    (alpha, rho)
 }
 
 /// libsvm's rho: the mean gradient over free multipliers, else the middle of the feasible range.
@@ -508,8 +504,8 @@ mod tests {
         let x = points(300, 3);
         let big = OneClassSvmParams::default().fit(&x).unwrap();
         let kernel = Rbf::new(x.iter().copied().collect(), 3, big.gamma);
-        let (a_big, rho_big) = solve(&kernel, 0.1, 1e-3, 1 << 30).unwrap();
-        let (a_small, rho_small) = solve(&kernel, 0.1, 1e-3, 2 * 4 * 300).unwrap();
+        let (a_big, rho_big) = solve(&kernel, 0.1, 1e-3, 1 << 30);
+        let (a_small, rho_small) = solve(&kernel, 0.1, 1e-3, 2 * 4 * 300);
         assert_eq!(a_big, a_small);
         assert_eq!(rho_big, rho_small);
         assert_eq!(rho_big, big.rho);
