@@ -79,13 +79,14 @@ impl GmmValidParams {
         check_dim(x, x.ncols())?;
         let (n, d) = (x.nrows(), x.ncols());
         let x = x.as_standard_layout().into_owned();
+        let data = DatasetBase::from(x.clone());
         let mut best: Option<(f64, FittedGmm)> = None;
         let mut last_error = None;
         for k in self.min_components..=self.max_components {
             if n < 2 * k {
                 break;
             }
-            let components = match self.em(&x, k) {
+            let components = match self.em(&data, k) {
                 Ok(c) => c,
                 Err(e) => {
                     // A component count the data cannot support (e.g. a collapsed
@@ -114,18 +115,23 @@ impl GmmValidParams {
         })
     }
 
-    /// EM for `k` components from k-means labels.
-    fn em(&self, x: &Array2<f64>, k: usize) -> Result<Components, String> {
+    /// EM for `k` components from k-means labels (`data` in standard layout).
+    fn em(
+        &self,
+        data: &DatasetBase<Array2<f64>, ndarray::Array1<()>>,
+        k: usize,
+    ) -> Result<Components, String> {
+        let x = data.records();
         let n = x.nrows();
         let rng = Xoshiro256Plus::seed_from_u64(self.seed.wrapping_add(k as u64));
-        let data = DatasetBase::from(x.clone());
         let labels = KMeans::params_with_rng(k, rng)
             .n_runs(self.kmeans_runs)
-            .fit(&data)
+            .fit(data)
             .map_err(|e| e.to_string())?
             .predict(x);
-        let mut resp = vec![0.0; n * k];
-        for (row, &label) in resp.chunks_exact_mut(k).zip(labels.iter()) {
+        // Per point: its k responsibilities, then its log-likelihood (written by the E-step).
+        let mut resp = vec![0.0; n * (k + 1)];
+        for (row, &label) in resp.chunks_exact_mut(k + 1).zip(labels.iter()) {
             row[label] = 1.0;
         }
         let x = x.as_slice().expect("standard layout");
@@ -178,12 +184,13 @@ impl Components {
     }
 
     /// Weights, means and covariances (+ REG_COVAR on the diagonal) from responsibilities
-    /// (n x k, row-major), as scikit-learn's `_estimate_gaussian_parameters`.
+    /// (rows of k + 1: the k responsibilities, then the E-step's log-likelihood), as
+    /// scikit-learn's `_estimate_gaussian_parameters`.
     fn m_step(x: &[f64], resp: &[f64], k: usize) -> Result<Self, String> {
-        let d = x.len() / (resp.len() / k);
+        let d = x.len() / (resp.len() / (k + 1));
         let mut nk = vec![10.0 * f64::EPSILON; k];
         let mut means = vec![vec![0.0; d]; k];
-        for (p, r) in x.chunks_exact(d).zip(resp.chunks_exact(k)) {
+        for (p, r) in x.chunks_exact(d).zip(resp.chunks_exact(k + 1)) {
             for c in 0..k {
                 nk[c] += r[c];
                 for (m, v) in means[c].iter_mut().zip(p) {
@@ -196,7 +203,7 @@ impl Components {
         }
         let mut covs = vec![vec![0.0; d * d]; k];
         let mut diff = vec![0.0; d];
-        for (p, r) in x.chunks_exact(d).zip(resp.chunks_exact(k)) {
+        for (p, r) in x.chunks_exact(d).zip(resp.chunks_exact(k + 1)) {
             for c in 0..k {
                 for ((t, v), m) in diff.iter_mut().zip(p).zip(&means[c]) {
                     *t = v - m;
@@ -224,34 +231,33 @@ impl Components {
         Components::new(&weights, means, &covs)
     }
 
-    /// Replaces `resp` by each point's responsibilities; returns the mean log-likelihood.
+    /// Replaces each row of `resp` (k + 1 wide) by the point's responsibilities and its
+    /// log-likelihood; returns the mean log-likelihood (summed in point order, so the same on
+    /// any number of threads).
     fn e_step(&self, x: &[f64], resp: &mut [f64]) -> f64 {
         let (d, k) = (self.dim, self.means.len());
-        let n = resp.len() / k;
-        let mut log_likelihood = vec![0.0; n];
-        par_chunks(&mut log_likelihood, 1, k * d * d, |first, out| {
-            self.log_likelihoods(&x[first * d..(first + out.len()) * d], out, |_, _| {});
-        });
-        let log_likelihood_ref = &log_likelihood;
-        par_chunks(resp, k, k * d * d, |first, out| {
-            let points = &x[first * d..(first + out.len() / k) * d];
-            self.log_likelihoods(points, &mut vec![0.0; out.len() / k], |p, terms| {
-                let total = log_likelihood_ref[first + p];
-                for (r, t) in out[p * k..(p + 1) * k].iter_mut().zip(terms) {
+        let n = resp.len() / (k + 1);
+        par_chunks(resp, k + 1, k * d * d, |first, out| {
+            let rows = out.len() / (k + 1);
+            let points = &x[first * d..(first + rows) * d];
+            self.log_likelihoods(points, &mut vec![0.0; rows], |p, terms, total| {
+                let row = &mut out[p * (k + 1)..(p + 1) * (k + 1)];
+                for (r, t) in row.iter_mut().zip(terms) {
                     *r = (t - total).exp();
                 }
+                row[k] = total;
             });
         });
-        log_likelihood.iter().sum::<f64>() / n as f64
+        resp.chunks_exact(k + 1).map(|r| r[k]).sum::<f64>() / n as f64
     }
 
     /// log sum_c w_c N(p | mu_c, Sigma_c) of each row p of `points` (row-major) into `out`,
-    /// handing each point's per-component terms to `each(row, terms)`.
+    /// handing each point's per-component terms and their log-sum to `each(row, terms, sum)`.
     fn log_likelihoods(
         &self,
         points: &[f64],
         out: &mut [f64],
-        mut each: impl FnMut(usize, &[f64]),
+        mut each: impl FnMut(usize, &[f64], f64),
     ) {
         let (d, k) = (self.dim, self.means.len());
         let half_log_2pi = 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
@@ -277,7 +283,7 @@ impl Components {
                 let terms = &terms[p * k..(p + 1) * k];
                 let max = terms.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 *o = max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln();
-                each(b * LANES + p, terms);
+                each(b * LANES + p, terms, *o);
             }
         }
     }
@@ -289,7 +295,7 @@ impl Components {
         let rows = x.as_slice().expect("standard layout");
         let mut out = vec![0.0; x.nrows()];
         par_chunks(&mut out, 1, self.means.len() * d * d, |first, out| {
-            self.log_likelihoods(&rows[first * d..(first + out.len()) * d], out, |_, _| {});
+            self.log_likelihoods(&rows[first * d..(first + out.len()) * d], out, |_, _, _| {});
         });
         out
     }
