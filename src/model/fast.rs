@@ -10,11 +10,14 @@
 //! `K = C*9` rows by `P = OH*OW` columns) and multiplied by the weights with the `gemm` crate
 //! (the kernel candle uses under its matmul); bias, ReLU and the 2x2 max-pool are fused into
 //! one pass over the result, which records for each pooled value the conv position that won
-//! (or none when ReLU zeroed it). The unrolled input is kept for the backward pass, which
-//! then needs no im2col: the pooled gradient is scattered to the winners, and
-//! `dW += dConv * cols^T`, `db += sum dConv`, `dcols = W^T * dConv` folded back (col2im)
-//! into `dx`, again with `gemm`. Images are split over the cores, one thread each, every
-//! thread running single-threaded gemms on its own images (small matrices parallelise
+//! (or none when ReLU zeroed it). The backward pass unrolls each image again (keeping the
+//! unrolled batch from the forward pass, 100 MB for the CIFAR-10 LeNet's second layer, made
+//! every gemm read it back from memory: recomputing it into a buffer that stays in the
+//! core's cache made the Deep SAD step 4 % faster and the MNIST one 30 %): the pooled
+//! gradient is scattered to the winners, and `dW += dConv * cols^T`, `db += sum dConv`,
+//! `dcols = W^T * dConv` folded back (col2im) into `dx`, again with `gemm`. Images are split
+//! over the cores, one part each (on candle's thread pool, see [`crate::threads::run_parts`]),
+//! every thread running single-threaded gemms on its own images (small matrices parallelise
 //! badly inside gemm). The first block's input gradient is never computed (the input is
 //! data). Ties in the pool send the gradient to the first maximum, where candle's
 //! `max_pool2d` splits it across all tied maxima; ties have probability zero with
@@ -95,7 +98,6 @@ impl Drop for ConvBlock {
     fn drop(&mut self) {
         let saved = self.saved.get_mut().map(Option::take).unwrap_or(None);
         if let Some(saved) = saved {
-            give_back(&COLS_POOL, saved.cols);
             give_back(&ARGMAX_POOL, saved.argmax);
         }
     }
@@ -104,8 +106,6 @@ impl Drop for ConvBlock {
 /// What the forward pass keeps for the backward pass.
 struct Saved {
     dims: Dims,
-    /// Unrolled inputs, `n * k * p`.
-    cols: Vec<f32>,
     /// For each pooled output, the winning index `o * p + q` in its image's conv map.
     argmax: Vec<u32>,
     /// The weights as `o x k`, row-major.
@@ -211,6 +211,15 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("conv block: {what} must be contiguous"),
+    }
+}
+
+/// Runs `f` on a CPU tensor's contiguous f32 values, without copying them.
+pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(s) => Ok(f(f32_slice(s, layout, what)?)),
+        _ => candle_core::bail!("conv: {what} is not on the CPU"),
     }
 }
 
@@ -449,35 +458,68 @@ fn dot_block<const A: usize, const B: usize>(a: [&[f32]; A], b: [&[f32]; B]) -> 
     out
 }
 
-/// For kernel offset `kk` (0..kernel) along a side of `len` with padding `pad`: the output
-/// positions `o` whose input `o + kk - pad` is inside, and that input's start.
-fn inside(kk: usize, pad: usize, len: usize, out: usize) -> (std::ops::Range<usize>, usize) {
-    let first = pad.saturating_sub(kk);
-    let last = (len + pad).saturating_sub(kk).min(out);
-    (first..last.max(first), first + kk - pad)
+/// Unrolls image `x` (C x H x W) into `cols` (C*K*K x OH*OW); padded positions are zero.
+///
+/// Why through a padded copy: every unrolled row is then `OH` whole slices of `OW` values,
+/// copied at a width known when compiling for the Deep SAD layers (32, 16, 8); clipping
+/// each slice at the borders made them calls to `memmove` of a few dozen bytes, which
+/// took as long as the copying.
+fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
+    if d.pad == 0 {
+        return unroll(x, d.w, d, cols);
+    }
+    PADDED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let (hp, wp) = (d.h + 2 * d.pad, d.w + 2 * d.pad);
+        buf.clear();
+        buf.resize(d.c * hp * wp, 0.0);
+        for (plane, src) in buf.chunks_exact_mut(hp * wp).zip(x.chunks_exact(d.h * d.w)) {
+            for (y, row) in src.chunks_exact(d.w).enumerate() {
+                plane[(y + d.pad) * wp + d.pad..][..d.w].copy_from_slice(row);
+            }
+        }
+        unroll(&buf, wp, d, cols);
+    });
 }
 
-/// Unrolls image `x` (C x H x W) into `cols` (C*K*K x OH*OW); padded positions are zero.
-fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
-    let (p, kn) = (d.p(), d.kernel);
-    for c in 0..d.c {
-        let plane = &x[c * d.h * d.w..(c + 1) * d.h * d.w];
+thread_local! {
+    /// A padded copy of one image (or of its gradient), reused by [`im2col`] and [`col2im`].
+    static PADDED: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `f::<N>(...)` with `N` the output width when it is one the Deep SAD layers use, else 0.
+macro_rules! by_width {
+    ($ow:expr, $f:ident($($arg:expr),*)) => {
+        match $ow {
+            8 => $f::<8>($($arg),*),
+            16 => $f::<16>($($arg),*),
+            32 => $f::<32>($($arg),*),
+            _ => $f::<0>($($arg),*),
+        }
+    };
+}
+
+/// [`im2col`] from an image whose planes are `OH + K - 1` rows of `ws` values.
+fn unroll(src: &[f32], ws: usize, d: &Dims, cols: &mut [f32]) {
+    by_width!(d.ow, unroll_at(src, ws, d, cols))
+}
+
+/// [`unroll`] with rows `N` wide (0: `d.ow`, not known when compiling).
+fn unroll_at<const N: usize>(src: &[f32], ws: usize, d: &Dims, cols: &mut [f32]) {
+    let (p, kn, ow) = (d.p(), d.kernel, if N == 0 { d.ow } else { N });
+    let hs = d.oh + kn - 1;
+    for (c, plane) in src.chunks_exact(hs * ws).take(d.c).enumerate() {
         for ky in 0..kn {
-            let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
             for kx in 0..kn {
                 let row = &mut cols[((c * kn + ky) * kn + kx) * p..][..p];
-                if d.pad == 0 {
-                    for oy in 0..d.oh {
-                        let src = &plane[(oy + ky) * d.w + kx..][..d.ow];
-                        row[oy * d.ow..(oy + 1) * d.ow].copy_from_slice(src);
+                for (oy, dst) in row.chunks_exact_mut(ow).enumerate() {
+                    let from = &plane[(oy + ky) * ws + kx..][..ow];
+                    if N == 0 {
+                        dst.copy_from_slice(from);
+                    } else {
+                        let dst: &mut [f32; N] = dst.try_into().expect("N wide");
+                        *dst = from.try_into().expect("N wide");
                     }
-                    continue;
-                }
-                let (cols_in, x0) = inside(kx, d.pad, d.w, d.ow);
-                row.fill(0.0);
-                for (i, oy) in rows.clone().enumerate() {
-                    let src = &plane[(y0 + i) * d.w + x0..][..cols_in.len()];
-                    row[oy * d.ow + cols_in.start..oy * d.ow + cols_in.end].copy_from_slice(src);
                 }
             }
         }
@@ -485,21 +527,48 @@ fn im2col(x: &[f32], d: &Dims, cols: &mut [f32]) {
 }
 
 /// Folds `dcols` (C*K*K x OH*OW) back onto the image gradient `dx` (C x H x W), adding;
-/// padded positions are dropped.
+/// padded positions are dropped. Through a padded buffer, as [`im2col`].
 fn col2im(dcols: &[f32], d: &Dims, dx: &mut [f32]) {
-    let (p, kn) = (d.p(), d.kernel);
-    for c in 0..d.c {
-        let plane = &mut dx[c * d.h * d.w..(c + 1) * d.h * d.w];
+    PADDED.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        let (hp, wp) = (d.h + 2 * d.pad, d.w + 2 * d.pad);
+        buf.clear();
+        buf.resize(d.c * hp * wp, 0.0);
+        by_width!(d.ow, fold_at(dcols, wp, d, &mut buf));
+        for (plane, dst) in buf
+            .chunks_exact(hp * wp)
+            .zip(dx.chunks_exact_mut(d.h * d.w))
+        {
+            for (y, row) in dst.chunks_exact_mut(d.w).enumerate() {
+                let from = &plane[(y + d.pad) * wp + d.pad..][..d.w];
+                for (t, s) in row.iter_mut().zip(from) {
+                    *t += s;
+                }
+            }
+        }
+    });
+}
+
+/// Adds `dcols` onto padded planes `ws` wide, rows `N` wide (0: `d.ow`).
+fn fold_at<const N: usize>(dcols: &[f32], ws: usize, d: &Dims, padded: &mut [f32]) {
+    let (p, kn, ow) = (d.p(), d.kernel, if N == 0 { d.ow } else { N });
+    let hs = d.oh + kn - 1;
+    for (c, plane) in padded.chunks_exact_mut(hs * ws).take(d.c).enumerate() {
         for ky in 0..kn {
-            let (rows, y0) = inside(ky, d.pad, d.h, d.oh);
             for kx in 0..kn {
                 let row = &dcols[((c * kn + ky) * kn + kx) * p..][..p];
-                let (cols_in, x0) = inside(kx, d.pad, d.w, d.ow);
-                for (i, oy) in rows.clone().enumerate() {
-                    let dst = &mut plane[(y0 + i) * d.w + x0..][..cols_in.len()];
-                    let src = &row[oy * d.ow + cols_in.start..oy * d.ow + cols_in.end];
-                    for (t, s) in dst.iter_mut().zip(src) {
-                        *t += s;
+                for (oy, from) in row.chunks_exact(ow).enumerate() {
+                    let dst = &mut plane[(oy + ky) * ws + kx..][..ow];
+                    if N == 0 {
+                        for (t, s) in dst.iter_mut().zip(from) {
+                            *t += s;
+                        }
+                    } else {
+                        let dst: &mut [f32; N] = dst.try_into().expect("N wide");
+                        let from: &[f32; N] = from.try_into().expect("N wide");
+                        for i in 0..N {
+                            dst[i] += from[i];
+                        }
                     }
                 }
             }
@@ -545,45 +614,31 @@ impl CustomOp3 for ConvBlock {
         };
         let (n, c, h, w, o) = (d.n, d.c, d.h, d.w, d.o);
         let (k, p, pooled) = (d.k(), d.p(), d.pooled());
-        let mut cols = take(&COLS_POOL, n * k * p);
         let mut y = vec![0f32; n * pooled];
         let mut argmax = take(&ARGMAX_POOL, n * pooled);
-        std::thread::scope(|s| {
-            let mut cols_rest = cols.as_mut_slice();
-            let mut y_rest = y.as_mut_slice();
-            let mut arg_rest = argmax.as_mut_slice();
-            for r in ranges(n, self.threads) {
-                let len = r.len();
-                let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
-                let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * pooled);
-                let (arg_t, a2) = std::mem::take(&mut arg_rest).split_at_mut(len * pooled);
-                (cols_rest, y_rest, arg_rest) = (c2, y2, a2);
-                let x_t = &x[r.start * c * h * w..r.end * c * h * w];
-                s.spawn(move || {
-                    let mut conv = vec![0f32; o * p];
-                    for i in 0..len {
-                        let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
-                        im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, cols_i);
-                        if k <= SMALL_K || o <= SMALL_O {
-                            conv_small(weight, cols_i, (o, p, k), &mut conv);
-                        } else {
-                            let (wl, cl) = ((k, 1), (p, 1));
-                            matmul((o, p, k), weight, wl, cols_i, cl, &mut conv, (p, 1), false);
-                        }
-                        pool_forward(
-                            &conv,
-                            bias,
-                            &d,
-                            &mut y_t[i * pooled..(i + 1) * pooled],
-                            &mut arg_t[i * pooled..(i + 1) * pooled],
-                        );
-                    }
-                });
+        let t = self.threads;
+        let parts = (ranges(n, t).into_iter())
+            .zip(split_images(n, t, &mut y, pooled))
+            .zip(split_images(n, t, &mut argmax, pooled));
+        crate::threads::run_parts(parts.collect(), |((r, y_t), arg_t)| {
+            let x_t = &x[r.start * c * h * w..r.end * c * h * w];
+            let mut conv = vec![0f32; o * p];
+            let mut cols = take(&COLS_POOL, k * p);
+            for i in 0..r.len() {
+                im2col(&x_t[i * c * h * w..(i + 1) * c * h * w], &d, &mut cols);
+                conv_image(weight, &cols, (o, p, k), &mut conv);
+                pool_forward(
+                    &conv,
+                    bias,
+                    &d,
+                    &mut y_t[i * pooled..(i + 1) * pooled],
+                    &mut arg_t[i * pooled..(i + 1) * pooled],
+                );
             }
+            give_back(&COLS_POOL, cols);
         });
         *self.saved.lock().expect("conv block state") = Some(Saved {
             dims: d,
-            cols,
             argmax,
             weight: weight.to_vec(),
         });
@@ -605,27 +660,29 @@ impl CustomOp3 for ConvBlock {
         let d = saved.dims;
         let (p, pooled) = (d.p(), d.pooled());
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dw, db) = backward(
-            &d,
-            &saved.cols,
-            &saved.weight,
-            self.threads,
-            self.input_needs_grad,
-            |img, dconv, db| {
-                // The pooled gradient goes to each pool's winner (none where ReLU gave 0).
-                dconv.fill(0.0);
-                let gi = &g[img * pooled..(img + 1) * pooled];
-                let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
-                for (&a, &gv) in ai.iter().zip(gi) {
-                    if a != DEAD {
-                        dconv[a as usize] += gv;
+        let (dx, dw, db) = with_f32(x, "input", |xs| {
+            backward(
+                &d,
+                xs,
+                &saved.weight,
+                self.threads,
+                self.input_needs_grad,
+                |img, dconv, db| {
+                    // The pooled gradient goes to each pool's winner (none where ReLU gave 0).
+                    dconv.fill(0.0);
+                    let gi = &g[img * pooled..(img + 1) * pooled];
+                    let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
+                    for (&a, &gv) in ai.iter().zip(gi) {
+                        if a != DEAD {
+                            dconv[a as usize] += gv;
+                        }
                     }
-                }
-                for (o, row) in dconv.chunks_exact(p).enumerate() {
-                    db[o] += row.iter().sum::<f32>();
-                }
-            },
-        );
+                    for (o, row) in dconv.chunks_exact(p).enumerate() {
+                        db[o] += row.iter().sum::<f32>();
+                    }
+                },
+            )
+        })?;
         let device = x.device();
         let dx = if self.input_needs_grad {
             Some(Tensor::from_vec(dx, x.shape(), device)?)
@@ -638,14 +695,13 @@ impl CustomOp3 for ConvBlock {
     }
 }
 
-/// The backward pass of a convolution whose forward pass kept its unrolled inputs `cols`:
-/// `fill(image, dconv, db)` writes that image's gradient at the conv output (`o x p`) and
+/// The backward pass of a convolution of the images `x`: `fill(image, dconv, db)` writes that image's gradient at the conv output (`o x p`) and
 /// may add to the bias gradient; returns (dx, dW, db), dx empty unless `need_dx`. Weight
 /// gradients are summed per fixed chunk of images, then over chunks in order, so the result
 /// does not depend on how many threads ran.
 pub(crate) fn backward(
     d: &Dims,
-    cols: &[f32],
+    x: &[f32],
     weight: &[f32],
     threads: usize,
     need_dx: bool,
@@ -658,63 +714,59 @@ pub(crate) fn backward(
         .collect();
     let image = d.c * d.h * d.w;
     let mut dx = vec![0f32; if need_dx { d.n * image } else { 0 }];
-    let mut partial: Vec<(Vec<f32>, Vec<f32>)> = Vec::with_capacity(chunks.len());
-    std::thread::scope(|s| {
-        let mut dx_rest = dx.as_mut_slice();
-        let mut handles = Vec::new();
-        // Contiguous groups of chunks, one group per thread.
-        for group in ranges(chunks.len(), threads) {
-            let group = &chunks[group];
-            let images: usize = group.iter().map(|r| r.len()).sum();
-            let take = if need_dx { images * image } else { 0 };
-            let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
-            dx_rest = rest;
-            let fill = &fill;
-            let first = group.first().map_or(0, |r| r.start);
-            handles.push(s.spawn(move || {
-                let mut dconv = vec![0f32; d.o * p];
-                let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
-                let mut out = Vec::with_capacity(group.len());
-                for r in group {
-                    let mut dw = vec![0f32; d.o * k];
-                    let mut db = vec![0f32; d.o];
-                    for img in r.clone() {
-                        fill(img, &mut dconv, &mut db);
-                        let cols = &cols[img * k * p..(img + 1) * k * p];
-                        weight_grad(&dconv, cols, (d.o, k, p), &mut dw);
-                        if need_dx {
-                            // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
-                            if d.o <= SMALL_O {
-                                input_grad_small(weight, &dconv, (d.o, p, k), &mut dcols);
-                            } else {
-                                let (wl, gl) = ((1, k), (p, 1));
-                                matmul(
-                                    (k, p, d.o),
-                                    weight,
-                                    wl,
-                                    &dconv,
-                                    gl,
-                                    &mut dcols,
-                                    (p, 1),
-                                    false,
-                                );
-                            }
-                            let i = img - first;
-                            col2im(&dcols, d, &mut dx_t[i * image..(i + 1) * image]);
-                        }
+    // Contiguous groups of chunks, one group per thread, each with its images' part of dx.
+    let mut parts = Vec::new();
+    let mut dx_rest = dx.as_mut_slice();
+    for group in ranges(chunks.len(), threads) {
+        let group = &chunks[group];
+        let images: usize = group.iter().map(|r| r.len()).sum();
+        let take = if need_dx { images * image } else { 0 };
+        let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
+        dx_rest = rest;
+        parts.push((group, dx_t));
+    }
+    let partial = crate::threads::run_parts(parts, |(group, dx_t)| {
+        let first = group.first().map_or(0, |r| r.start);
+        let mut dconv = vec![0f32; d.o * p];
+        let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
+        let mut cols = take(&COLS_POOL, k * p);
+        let mut out = Vec::with_capacity(group.len());
+        for r in group {
+            let mut dw = vec![0f32; d.o * k];
+            let mut db = vec![0f32; d.o];
+            for img in r.clone() {
+                fill(img, &mut dconv, &mut db);
+                im2col(&x[img * image..(img + 1) * image], d, &mut cols);
+                weight_grad(&dconv, &cols, (d.o, k, p), &mut dw);
+                if need_dx {
+                    // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
+                    if d.o <= SMALL_O {
+                        input_grad_small(weight, &dconv, (d.o, p, k), &mut dcols);
+                    } else {
+                        let (wl, gl) = ((1, k), (p, 1));
+                        matmul(
+                            (k, p, d.o),
+                            weight,
+                            wl,
+                            &dconv,
+                            gl,
+                            &mut dcols,
+                            (p, 1),
+                            false,
+                        );
                     }
-                    out.push((dw, db));
+                    let i = img - first;
+                    col2im(&dcols, d, &mut dx_t[i * image..(i + 1) * image]);
                 }
-                out
-            }));
+            }
+            out.push((dw, db));
         }
-        for h in handles {
-            partial.extend(h.join().expect("conv backward thread panicked"));
-        }
+        give_back(&COLS_POOL, cols);
+        out
     });
     let mut dw = vec![0f32; d.o * k];
     let mut db = vec![0f32; d.o];
-    for (pw, pb) in &partial {
+    for (pw, pb) in partial.iter().flatten() {
         dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
@@ -734,7 +786,6 @@ pub struct Conv {
 
 struct ConvSaved {
     dims: Dims,
-    cols: Vec<f32>,
     weight: Vec<f32>,
 }
 
@@ -758,14 +809,6 @@ impl Conv {
     }
 }
 
-impl Drop for Conv {
-    fn drop(&mut self) {
-        if let Some(saved) = self.saved.get_mut().map(Option::take).unwrap_or(None) {
-            give_back(&COLS_POOL, saved.cols);
-        }
-    }
-}
-
 impl CustomOp2 for Conv {
     fn name(&self) -> &'static str {
         "eidn-conv"
@@ -781,12 +824,10 @@ impl CustomOp2 for Conv {
         let x = f32_slice(s1, l1, "input")?;
         let weight = f32_slice(s2, l2, "weight")?;
         let d = Dims::conv(l1, l2, self.pad)?;
-        let mut cols = take(&COLS_POOL, d.n * d.k() * d.p());
         let mut y = vec![0f32; d.n * d.o * d.p()];
-        conv_forward(x, weight, &d, self.threads, &mut cols, &mut y);
+        conv_forward(x, weight, &d, self.threads, &mut y);
         *self.saved.lock().expect("conv state") = Some(ConvSaved {
             dims: d,
-            cols,
             weight: weight.to_vec(),
         });
         Ok((CpuStorage::F32(y), Shape::from((d.n, d.o, d.oh, d.ow))))
@@ -806,14 +847,16 @@ impl CustomOp2 for Conv {
         let d = saved.dims;
         let op = d.o * d.p();
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dw, _) = backward(
-            &d,
-            &saved.cols,
-            &saved.weight,
-            self.threads,
-            self.input_needs_grad,
-            |img, dconv, _| dconv.copy_from_slice(&g[img * op..(img + 1) * op]),
-        );
+        let (dx, dw, _) = with_f32(x, "input", |xs| {
+            backward(
+                &d,
+                xs,
+                &saved.weight,
+                self.threads,
+                self.input_needs_grad,
+                |img, dconv, _| dconv.copy_from_slice(&g[img * op..(img + 1) * op]),
+            )
+        })?;
         let dx = if self.input_needs_grad {
             Some(Tensor::from_vec(dx, x.shape(), x.device())?)
         } else {
@@ -823,41 +866,51 @@ impl CustomOp2 for Conv {
     }
 }
 
-/// Convolves every image (images split over `threads`): unrolls each into `cols`
-/// (`k x p` per image, kept for [`backward`]) and writes its `o x p` output to `y`.
-pub(crate) fn conv_forward(
-    x: &[f32],
-    weight: &[f32],
-    d: &Dims,
-    threads: usize,
-    cols: &mut [f32],
-    y: &mut [f32],
-) {
+/// Convolves every image (images split over `threads`), writing each one's `o x p` output to
+/// `y`.
+pub(crate) fn conv_forward(x: &[f32], weight: &[f32], d: &Dims, threads: usize, y: &mut [f32]) {
     let (k, p, o, image) = (d.k(), d.p(), d.o, d.c * d.h * d.w);
-    std::thread::scope(|s| {
-        let mut cols_rest = cols;
-        let mut y_rest = y;
-        for r in ranges(d.n, threads) {
-            let len = r.len();
-            let (cols_t, c2) = std::mem::take(&mut cols_rest).split_at_mut(len * k * p);
-            let (y_t, y2) = std::mem::take(&mut y_rest).split_at_mut(len * o * p);
-            (cols_rest, y_rest) = (c2, y2);
-            let x_t = &x[r.start * image..r.end * image];
-            s.spawn(move || {
-                for i in 0..len {
-                    let cols_i = &mut cols_t[i * k * p..(i + 1) * k * p];
-                    im2col(&x_t[i * image..(i + 1) * image], d, cols_i);
-                    let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
-                    if k <= SMALL_K || o <= SMALL_O {
-                        conv_small(weight, cols_i, (o, p, k), y_i);
-                    } else {
-                        let (wl, cl) = ((k, 1), (p, 1));
-                        matmul((o, p, k), weight, wl, cols_i, cl, y_i, (p, 1), false);
-                    }
-                }
-            });
+    let parts = (ranges(d.n, threads).into_iter()).zip(split_images(d.n, threads, y, o * p));
+    crate::threads::run_parts(parts.collect(), |(r, y_t)| {
+        let x_t = &x[r.start * image..r.end * image];
+        let mut cols = take(&COLS_POOL, k * p);
+        for i in 0..r.len() {
+            im2col(&x_t[i * image..(i + 1) * image], d, &mut cols);
+            conv_image(
+                weight,
+                &cols,
+                (o, p, k),
+                &mut y_t[i * o * p..(i + 1) * o * p],
+            );
         }
+        give_back(&COLS_POOL, cols);
     });
+}
+
+/// One image's convolution, `out (o x p) = w (o x k) * cols (k x p)`.
+fn conv_image(w: &[f32], cols: &[f32], (o, p, k): Dims3, out: &mut [f32]) {
+    if k <= SMALL_K || o <= SMALL_O {
+        conv_small(w, cols, (o, p, k), out);
+    } else {
+        matmul((o, p, k), w, (k, 1), cols, (p, 1), out, (p, 1), false);
+    }
+}
+
+/// `buf` cut into the [`ranges`] of `n` images over `threads`, `per` values per image.
+pub(crate) fn split_images<T>(
+    n: usize,
+    threads: usize,
+    buf: &mut [T],
+    per: usize,
+) -> Vec<&mut [T]> {
+    let mut rest = buf;
+    let mut parts = Vec::new();
+    for r in ranges(n, threads) {
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * per);
+        rest = tail;
+        parts.push(part);
+    }
+    parts
 }
 
 /// Adds the bias, applies ReLU and the 2x2 max-pool to one image's conv map (`o x p`),

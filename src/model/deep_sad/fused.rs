@@ -22,8 +22,6 @@ use crate::model::fast::{self, Dims};
 /// What the forward pass keeps for the backward pass.
 struct Saved {
     dims: Dims,
-    /// The unrolled inputs, for the convolution's backward.
-    cols: Vec<f32>,
     /// The conv output, `n x c x h x w` (the normalised values are recomputed from it).
     z: Vec<f32>,
     /// Pool winners: for each pooled value, its index in its image's `o x oh x ow` output.
@@ -86,7 +84,6 @@ impl ConvBnAct {
 impl Drop for ConvBnAct {
     fn drop(&mut self) {
         if let Some(saved) = self.saved.get_mut().map(Option::take).unwrap_or(None) {
-            fast::give_back_f32(saved.cols);
             fast::give_back_f32(saved.z);
             fast::give_back_u32(saved.argmax);
         }
@@ -102,16 +99,10 @@ fn par_images<A: Send, B: Send>(
     (b, per_b): (&mut [B], usize),
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
-    std::thread::scope(|s| {
-        let (mut a, mut b) = (a, b);
-        for r in fast::ranges(n, threads) {
-            let (a_t, a_rest) = std::mem::take(&mut a).split_at_mut(r.len() * per_a);
-            let (b_t, b_rest) = std::mem::take(&mut b).split_at_mut(r.len() * per_b);
-            (a, b) = (a_rest, b_rest);
-            let f = &f;
-            s.spawn(move || f(r.start, a_t, b_t));
-        }
-    });
+    let parts = (fast::ranges(n, threads).into_iter())
+        .zip(fast::split_images(n, threads, a, per_a))
+        .zip(fast::split_images(n, threads, b, per_b));
+    crate::threads::run_parts(parts.collect(), |((r, a_t), b_t)| f(r.start, a_t, b_t));
 }
 
 /// Per channel, two sums over every image: `f(first image, pairs)` fills a thread's
@@ -182,9 +173,8 @@ impl CustomOp2 for ConvBnAct {
         if n == 0 || (self.pool && (d.oh < 2 || d.ow < 2)) {
             candle_core::bail!("conv-bn: input {:?} too small", l1.shape());
         }
-        let mut cols = fast::take_f32(n * d.k() * p);
         let mut z = fast::take_f32(n * c * p);
-        fast::conv_forward(x, weight, &d, self.threads, &mut cols, &mut z);
+        fast::conv_forward(x, weight, &d, self.threads, &mut z);
         // Per channel: sum and sum of squares.
         let sums = channel_sums(n, c, self.threads, |first, part| {
             for (i, sums) in part.chunks_exact_mut(c).enumerate() {
@@ -250,7 +240,6 @@ impl CustomOp2 for ConvBnAct {
         });
         *self.saved.lock().expect("conv-bn state") = Some(Saved {
             dims: d,
-            cols,
             z,
             argmax,
             mean,
@@ -315,42 +304,44 @@ impl CustomOp2 for ConvBnAct {
         let sums: Vec<(f32, f32)> = (sums.into_iter())
             .map(|(a, b)| ((a / m) as f32, (b / m) as f32))
             .collect();
-        let (dx, dw, _) = fast::backward(
-            &d,
-            &s.cols,
-            &s.weight,
-            self.threads,
-            self.input_needs_grad,
-            |img, dconv, _| {
-                // dconv = is * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh as above.
-                let z = &s.z[img * c * p..][..c * p];
-                let gi = &g[img * out..][..out];
-                for (ch, row) in dconv.chunks_exact_mut(p).enumerate() {
-                    let (mu, is) = (s.mean[ch], s.inv_std[ch]);
-                    let (s1, s2) = sums[ch];
-                    let zp = &z[ch * p..(ch + 1) * p];
+        let (dx, dw, _) = fast::with_f32(x, "input", |xs| {
+            fast::backward(
+                &d,
+                xs,
+                &s.weight,
+                self.threads,
+                self.input_needs_grad,
+                |img, dconv, _| {
+                    // dconv = is * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh as above.
+                    let z = &s.z[img * c * p..][..c * p];
+                    let gi = &g[img * out..][..out];
+                    for (ch, row) in dconv.chunks_exact_mut(p).enumerate() {
+                        let (mu, is) = (s.mean[ch], s.inv_std[ch]);
+                        let (s1, s2) = sums[ch];
+                        let zp = &z[ch * p..(ch + 1) * p];
+                        if self.pool {
+                            for (o, &zv) in row.iter_mut().zip(zp) {
+                                *o = -is * (s1 + (zv - mu) * is * s2);
+                            }
+                        } else {
+                            let gp = &gi[ch * p..(ch + 1) * p];
+                            for ((o, &zv), &gv) in row.iter_mut().zip(zp).zip(gp) {
+                                let xh = (zv - mu) * is;
+                                *o = is * (dxh(gv, xh) - s1 - xh * s2);
+                            }
+                        }
+                    }
                     if self.pool {
-                        for (o, &zv) in row.iter_mut().zip(zp) {
-                            *o = -is * (s1 + (zv - mu) * is * s2);
-                        }
-                    } else {
-                        let gp = &gi[ch * p..(ch + 1) * p];
-                        for ((o, &zv), &gv) in row.iter_mut().zip(zp).zip(gp) {
-                            let xh = (zv - mu) * is;
-                            *o = is * (dxh(gv, xh) - s1 - xh * s2);
+                        let am = &s.argmax[img * out..][..out];
+                        for (&k, &gv) in am.iter().zip(gi) {
+                            let ch = k as usize / p;
+                            let xh = (z[k as usize] - s.mean[ch]) * s.inv_std[ch];
+                            dconv[k as usize] += s.inv_std[ch] * dxh(gv, xh);
                         }
                     }
-                }
-                if self.pool {
-                    let am = &s.argmax[img * out..][..out];
-                    for (&k, &gv) in am.iter().zip(gi) {
-                        let ch = k as usize / p;
-                        let xh = (z[k as usize] - s.mean[ch]) * s.inv_std[ch];
-                        dconv[k as usize] += s.inv_std[ch] * dxh(gv, xh);
-                    }
-                }
-            },
-        );
+                },
+            )
+        })?;
         let device = x.device();
         let dx = if self.input_needs_grad {
             Some(Tensor::from_vec(dx, x.shape(), device)?)
