@@ -18,6 +18,7 @@ fn synthetic(n: usize, salt: usize) -> ImageSet {
 }
 
 fn main() {
+    eidn::threads::fix_count();
     eidn::model::fast::keep_freed_memory();
     let pools = Pools {
         normal: synthetic(1000, 1),

@@ -43,6 +43,7 @@ macro_rules! out {
 }
 
 fn main() -> ExitCode {
+    eidn::threads::fix_count();
     eidn::model::fast::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {

@@ -4,16 +4,28 @@
 //! it, so results are the same for any share.
 
 use std::cell::Cell;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 thread_local! {
     /// 0: no budget set on this thread.
     static BUDGET: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Threads the machine offers (candle's count).
+/// Threads the machine offers (candle's count), asked once.
 pub fn available() -> usize {
-    candle_core::utils::get_num_threads().max(1)
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+}
+
+/// Fixes candle's thread count for the process by setting `RAYON_NUM_THREADS` (when unset)
+/// to the count candle detects. Why: without it, candle asks the OS at every matrix product
+/// (reading the CPU mask and /proc/cpuinfo), 3 % of an EIDN training step. Call it first
+/// thing in `main`, before any thread starts.
+pub fn fix_count() {
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let n = candle_core::utils::get_num_threads().max(1);
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
 }
 
 /// Threads the calling job may use.
