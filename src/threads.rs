@@ -4,6 +4,7 @@
 //! it, so results are the same for any share.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 thread_local! {
@@ -37,7 +38,8 @@ pub fn budget() -> usize {
 }
 
 /// Runs `f` on every part, over at most [`budget`] threads, and returns the results in the
-/// parts' order; part `i` runs on thread `i % threads`.
+/// parts' order. Threads take the next part as they finish one, so callers cut the work
+/// into a few parts per thread and a slow thread holds the others up by one part at most.
 ///
 /// Why candle's barrier pool when the job has every thread: candle runs its own large
 /// element-wise ops on that pool, whose workers spin for a while after each op before they
@@ -51,43 +53,36 @@ pub fn run_parts<P: Send, R: Send>(parts: Vec<P>, f: impl Fn(P) -> R + Sync) -> 
     if threads <= 1 {
         return parts.into_iter().map(f).collect();
     }
-    let pool = candle_core::utils::barrier_pool();
-    if budget() < available() || pool.n_workers() + 1 < threads {
-        let mut slots: Vec<Vec<(usize, P)>> = (0..threads).map(|_| Vec::new()).collect();
-        for (i, part) in parts.into_iter().enumerate() {
-            slots[i % threads].push((i, part));
-        }
-        let f = &f;
-        let mut done: Vec<(usize, R)> = std::thread::scope(|s| {
-            let handles: Vec<_> = (slots.into_iter())
-                .map(|slot| s.spawn(move || slot.into_iter().map(|(i, p)| (i, f(p))).collect()))
-                .collect();
-            (handles.into_iter())
-                .flat_map(|h: std::thread::ScopedJoinHandle<Vec<(usize, R)>>| {
-                    h.join().expect("a worker thread panicked")
-                })
-                .collect()
-        });
-        done.sort_by_key(|(i, _)| *i);
-        return done.into_iter().map(|(_, r)| r).collect();
-    }
     let n = parts.len();
     let parts: Vec<Mutex<Option<P>>> = parts.into_iter().map(|p| Mutex::new(Some(p))).collect();
     let results: Vec<Mutex<Option<R>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    // The pool calls `tid` 0..=workers (the caller is the last); only the first `threads` work.
-    pool.execute(|tid| {
-        if tid >= threads {
-            return;
-        }
-        for i in (tid..n).step_by(threads) {
-            let part = parts[i]
-                .lock()
-                .expect("part")
-                .take()
-                .expect("each part runs once");
-            *results[i].lock().expect("result") = Some(f(part));
-        }
-    });
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(part) = parts.get(i) else { break };
+        let part = part
+            .lock()
+            .expect("part")
+            .take()
+            .expect("each part runs once");
+        *results[i].lock().expect("result") = Some(f(part));
+    };
+    let pool = candle_core::utils::barrier_pool();
+    if budget() < available() || pool.n_workers() + 1 < threads {
+        std::thread::scope(|s| {
+            for _ in 1..threads {
+                s.spawn(work);
+            }
+            work();
+        });
+    } else {
+        // The pool calls `tid` 0..=workers (the caller is the last); only `threads` work.
+        pool.execute(|tid| {
+            if tid < threads {
+                work();
+            }
+        });
+    }
     (results.into_iter())
         .map(|r| r.into_inner().expect("result").expect("every part ran"))
         .collect()
