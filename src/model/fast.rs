@@ -926,19 +926,34 @@ impl CustomOp2 for Conv {
 /// Convolves every image (images split over `threads`), writing each one's `o x p` output to
 /// `y`.
 pub(crate) fn conv_forward(x: &[f32], weight: &[f32], d: &Dims, threads: usize, y: &mut [f32]) {
+    let mut none: [(); 0] = [];
+    conv_forward_then(x, weight, d, threads, y, (&mut none, 0), |_, _| {});
+}
+
+/// [`conv_forward`], then `then(output, extra)` on each image's output while it is still in
+/// the core's cache, with that image's `per` values of `extra` (a second pass over the whole
+/// batch's output would read it back from memory).
+pub(crate) fn conv_forward_then<E: Send>(
+    x: &[f32],
+    weight: &[f32],
+    d: &Dims,
+    threads: usize,
+    y: &mut [f32],
+    (extra, per): (&mut [E], usize),
+    then: impl Fn(&[f32], &mut [E]) + Sync,
+) {
     let (k, p, o, image) = (d.k(), d.p(), d.o, d.c * d.h * d.w);
-    let parts = (ranges(d.n, threads).into_iter()).zip(split_images(d.n, threads, y, o * p));
-    crate::threads::run_parts(parts.collect(), |(r, y_t)| {
+    let parts = (ranges(d.n, threads).into_iter())
+        .zip(split_images(d.n, threads, y, o * p))
+        .zip(split_images(d.n, threads, extra, per));
+    crate::threads::run_parts(parts.collect(), |((r, y_t), e_t)| {
         let x_t = &x[r.start * image..r.end * image];
         let mut cols = take(&COLS_POOL, k * p);
         for i in 0..r.len() {
             im2col(&x_t[i * image..(i + 1) * image], d, &mut cols);
-            conv_image(
-                weight,
-                &cols,
-                (o, p, k),
-                &mut y_t[i * o * p..(i + 1) * o * p],
-            );
+            let y_i = &mut y_t[i * o * p..(i + 1) * o * p];
+            conv_image(weight, &cols, (o, p, k), y_i);
+            then(y_i, &mut e_t[i * per..(i + 1) * per]);
         }
         give_back(&COLS_POOL, cols);
     });

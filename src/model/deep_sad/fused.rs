@@ -122,6 +122,11 @@ fn channel_sums(
         (&mut unused, 1),
         |first, part, _| f(first, part),
     );
+    add_by_channel(&partial, c)
+}
+
+/// Per channel, the sums of per-(image, channel) pairs, added in image order.
+fn add_by_channel(partial: &[(f64, f64)], c: usize) -> Vec<(f64, f64)> {
     let mut out = vec![(0.0, 0.0); c];
     for chunk in partial.chunks_exact(c) {
         for (o, p) in out.iter_mut().zip(chunk) {
@@ -174,16 +179,23 @@ impl CustomOp2 for ConvBnAct {
             candle_core::bail!("conv-bn: input {:?} too small", l1.shape());
         }
         let mut z = fast::take_f32(n * c * p);
-        fast::conv_forward(x, weight, &d, self.threads, &mut z);
-        // Per channel: sum and sum of squares.
-        let sums = channel_sums(n, c, self.threads, |first, part| {
-            for (i, sums) in part.chunks_exact_mut(c).enumerate() {
-                let img = &z[(first + i) * c * p..(first + i + 1) * c * p];
+        // Per (image, channel): sum and sum of squares, taken as each image's output is
+        // computed; then per channel, added in image order.
+        let mut partial = vec![(0f64, 0f64); n * c];
+        fast::conv_forward_then(
+            x,
+            weight,
+            &d,
+            self.threads,
+            &mut z,
+            (&mut partial, c),
+            |img, sums| {
                 for (s, plane) in sums.iter_mut().zip(img.chunks_exact(p)) {
                     *s = lane_sums(plane, plane);
                 }
-            }
-        });
+            },
+        );
+        let sums = add_by_channel(&partial, c);
         let m = (n * p) as f64;
         let mean: Vec<f32> = sums.iter().map(|s| (s.0 / m) as f32).collect();
         let var: Vec<f32> = (sums.iter())
