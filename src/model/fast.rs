@@ -220,7 +220,7 @@ pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result
 }
 
 /// Runs `f` on a CPU tensor's contiguous f32 values, without copying them.
-pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
         candle_core::Storage::Cpu(s) => Ok(f(f32_slice(s, layout, what)?)),
@@ -710,53 +710,67 @@ impl CustomOp3 for ConvBlock {
         let d = saved.dims;
         let pooled = d.pooled();
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dw, db) = with_f32(x, "input", |xs| {
-            backward(
-                &d,
-                xs,
-                &saved.weight,
-                self.threads,
-                self.input_needs_grad,
-                |img, dconv, db| {
-                    // The pooled gradient goes to each pool's winner (none where ReLU gave
-                    // 0), and so does the bias gradient: summed over the winners, not over
-                    // the whole (mostly zero) map, whose one-by-one float sum cannot
-                    // vectorise (it was a tenth of the step).
-                    dconv.fill(0.0);
-                    let per = pooled / d.o;
-                    let gi = &g[img * pooled..(img + 1) * pooled];
-                    let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
-                    let by_channel = ai.chunks_exact(per).zip(gi.chunks_exact(per));
-                    for (o, (ac, gc)) in by_channel.enumerate() {
-                        let mut sum = 0f32;
-                        for (&a, &gv) in ac.iter().zip(gc) {
-                            if a != DEAD {
-                                dconv[a as usize] += gv;
-                                sum += gv;
-                            }
+        let (dx, dw, db) = backward(
+            &d,
+            x,
+            &saved.weight,
+            self.threads,
+            self.input_needs_grad,
+            |img, dconv, db| {
+                // The pooled gradient goes to each pool's winner (none where ReLU gave
+                // 0), and so does the bias gradient: summed over the winners, not over
+                // the whole (mostly zero) map, whose one-by-one float sum cannot
+                // vectorise (it was a tenth of the step).
+                dconv.fill(0.0);
+                let per = pooled / d.o;
+                let gi = &g[img * pooled..(img + 1) * pooled];
+                let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
+                let by_channel = ai.chunks_exact(per).zip(gi.chunks_exact(per));
+                for (o, (ac, gc)) in by_channel.enumerate() {
+                    let mut sum = 0f32;
+                    for (&a, &gv) in ac.iter().zip(gc) {
+                        if a != DEAD {
+                            dconv[a as usize] += gv;
+                            sum += gv;
                         }
-                        db[o] += sum;
                     }
-                },
-            )
-        })?;
+                    db[o] += sum;
+                }
+            },
+        )?;
         let device = x.device();
-        let dx = if self.input_needs_grad {
-            Some(Tensor::from_vec(dx, x.shape(), device)?)
-        } else {
-            None
-        };
         let dw = Tensor::from_vec(dw, weight.shape(), device)?;
         let db = Tensor::from_vec(db, bias.shape(), device)?;
         Ok((dx, Some(dw), Some(db)))
     }
 }
 
-/// The backward pass of a convolution of the images `x`: `fill(image, dconv, db)` writes that image's gradient at the conv output (`o x p`) and
-/// may add to the bias gradient; returns (dx, dW, db), dx empty unless `need_dx`. Weight
-/// gradients are summed per fixed chunk of images, then over chunks in order, so the result
-/// does not depend on how many threads ran.
+/// The backward pass of a convolution of the images `x`: `fill(image, dconv, db)` writes
+/// that image's gradient at the conv output (`o x p`) and may add to the bias gradient;
+/// returns (dx, dW, db), dx only when `need_dx`. Weight gradients are summed per fixed chunk
+/// of images, then over chunks in order, so the result does not depend on how many threads
+/// ran.
 pub(crate) fn backward(
+    d: &Dims,
+    x: &Tensor,
+    weight: &[f32],
+    threads: usize,
+    need_dx: bool,
+    fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) -> Result<(Option<Tensor>, Vec<f32>, Vec<f32>)> {
+    let (dx, dw, db) = with_f32(x, "input", |xs| {
+        backward_images(d, xs, weight, threads, need_dx, fill)
+    })?;
+    let dx = if need_dx {
+        Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+    } else {
+        None
+    };
+    Ok((dx, dw, db))
+}
+
+/// [`backward`] on the images' values; dx empty unless `need_dx`.
+fn backward_images(
     d: &Dims,
     x: &[f32],
     weight: &[f32],
@@ -904,21 +918,14 @@ impl CustomOp2 for Conv {
         let d = saved.dims;
         let op = d.o * d.p();
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dw, _) = with_f32(x, "input", |xs| {
-            backward(
-                &d,
-                xs,
-                &saved.weight,
-                self.threads,
-                self.input_needs_grad,
-                |img, dconv, _| dconv.copy_from_slice(&g[img * op..(img + 1) * op]),
-            )
-        })?;
-        let dx = if self.input_needs_grad {
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?)
-        } else {
-            None
-        };
+        let (dx, dw, _) = backward(
+            &d,
+            x,
+            &saved.weight,
+            self.threads,
+            self.input_needs_grad,
+            |img, dconv, _| dconv.copy_from_slice(&g[img * op..(img + 1) * op]),
+        )?;
         Ok((dx, Some(Tensor::from_vec(dw, weight.shape(), x.device())?)))
     }
 }

@@ -316,51 +316,43 @@ impl CustomOp2 for ConvBnAct {
         let sums: Vec<(f32, f32)> = (sums.into_iter())
             .map(|(a, b)| ((a / m) as f32, (b / m) as f32))
             .collect();
-        let (dx, dw, _) = fast::with_f32(x, "input", |xs| {
-            fast::backward(
-                &d,
-                xs,
-                &s.weight,
-                self.threads,
-                self.input_needs_grad,
-                |img, dconv, _| {
-                    // dconv = is * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh as above.
-                    let z = &s.z[img * c * p..][..c * p];
-                    let gi = &g[img * out..][..out];
-                    for (ch, row) in dconv.chunks_exact_mut(p).enumerate() {
-                        let (mu, is) = (s.mean[ch], s.inv_std[ch]);
-                        let (s1, s2) = sums[ch];
-                        let zp = &z[ch * p..(ch + 1) * p];
-                        if self.pool {
-                            for (o, &zv) in row.iter_mut().zip(zp) {
-                                *o = -is * (s1 + (zv - mu) * is * s2);
-                            }
-                        } else {
-                            let gp = &gi[ch * p..(ch + 1) * p];
-                            for ((o, &zv), &gv) in row.iter_mut().zip(zp).zip(gp) {
-                                let xh = (zv - mu) * is;
-                                *o = is * (dxh(gv, xh) - s1 - xh * s2);
-                            }
-                        }
-                    }
+        let (dx, dw, _) = fast::backward(
+            &d,
+            x,
+            &s.weight,
+            self.threads,
+            self.input_needs_grad,
+            |img, dconv, _| {
+                // dconv = is * (dxh - mean(dxh) - xh * mean(dxh * xh)), dxh as above.
+                let z = &s.z[img * c * p..][..c * p];
+                let gi = &g[img * out..][..out];
+                for (ch, row) in dconv.chunks_exact_mut(p).enumerate() {
+                    let (mu, is) = (s.mean[ch], s.inv_std[ch]);
+                    let (s1, s2) = sums[ch];
+                    let zp = &z[ch * p..(ch + 1) * p];
                     if self.pool {
-                        let am = &s.argmax[img * out..][..out];
-                        for (&k, &gv) in am.iter().zip(gi) {
-                            let ch = k as usize / p;
-                            let xh = (z[k as usize] - s.mean[ch]) * s.inv_std[ch];
-                            dconv[k as usize] += s.inv_std[ch] * dxh(gv, xh);
+                        for (o, &zv) in row.iter_mut().zip(zp) {
+                            *o = -is * (s1 + (zv - mu) * is * s2);
+                        }
+                    } else {
+                        let gp = &gi[ch * p..(ch + 1) * p];
+                        for ((o, &zv), &gv) in row.iter_mut().zip(zp).zip(gp) {
+                            let xh = (zv - mu) * is;
+                            *o = is * (dxh(gv, xh) - s1 - xh * s2);
                         }
                     }
-                },
-            )
-        })?;
-        let device = x.device();
-        let dx = if self.input_needs_grad {
-            Some(Tensor::from_vec(dx, x.shape(), device)?)
-        } else {
-            None
-        };
-        Ok((dx, Some(Tensor::from_vec(dw, weight.shape(), device)?)))
+                }
+                if self.pool {
+                    let am = &s.argmax[img * out..][..out];
+                    for (&k, &gv) in am.iter().zip(gi) {
+                        let ch = k as usize / p;
+                        let xh = (z[k as usize] - s.mean[ch]) * s.inv_std[ch];
+                        dconv[k as usize] += s.inv_std[ch] * dxh(gv, xh);
+                    }
+                }
+            },
+        )?;
+        Ok((dx, Some(Tensor::from_vec(dw, weight.shape(), x.device())?)))
     }
 }
 
