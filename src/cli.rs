@@ -121,8 +121,8 @@ pub struct GridArgs {
     /// No per-cell lines.
     #[arg(long)]
     pub quiet: bool,
-    /// Cells run at once, the cores shared between them (default: one per 8 cores); records
-    /// are the same for any number.
+    /// Cells run at once (default: one per core, each on one thread; with fewer, the cores
+    /// are shared between them); records are the same for any number.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=256))]
     pub jobs: Option<u64>,
     /// Print the cells and networks left and the estimated wall time on this machine (from

@@ -43,9 +43,12 @@ macro_rules! out {
 }
 
 fn main() -> ExitCode {
-    eidn::threads::fix_count();
     eidn::model::fast::keep_freed_memory();
     let cli = Cli::parse();
+    // A grid fixes candle's thread count when it knows how many cells run at once.
+    if !matches!(&cli.command, Command::Reproduce(_) | Command::Regress(_)) {
+        eidn::threads::fix_count();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -299,7 +302,16 @@ fn run_grid(
         );
     }
     let cells = profile.cells_of(&only, &args.seeds);
-    print_plan(args, profile, &results, &cells)?;
+    // One cell per core by default, each on one thread (see `fix_count_for_jobs`); one cell
+    // at a time on a GPU.
+    let jobs = match args.jobs {
+        Some(n) => n as usize,
+        None if device.is_cpu() => eidn::threads::cores(),
+        None => 1,
+    }
+    .clamp(1, cells.len().max(1));
+    eidn::threads::fix_count_for_jobs(jobs);
+    print_plan(args, profile, &results, &cells, jobs)?;
     if args.dry_run {
         return Ok(None);
     }
@@ -341,9 +353,7 @@ fn run_grid(
         only,
         seeds: args.seeds.clone(),
         verbose: !args.quiet,
-        jobs: args
-            .jobs
-            .map_or(eidn::threads::available().div_ceil(8), |n| n as usize),
+        jobs,
         meta: Some(meta),
     };
     eprintln!(
@@ -380,6 +390,7 @@ fn print_plan(
     profile: &ValidProfile,
     results: &Path,
     cells: &[eidn::experiment::Cell],
+    jobs: usize,
 ) -> Result<()> {
     let mine: Vec<_> = cells
         .iter()
@@ -394,7 +405,7 @@ fn print_plan(
             || dir.join(eidn::model::deep_sad::CONFIG_FILE).is_file()
     })?;
     let per_step = plan.calibrate(&parse_device(&args.device)?)?;
-    for line in plan.describe(&per_step, &args.profile) {
+    for line in plan.describe(&per_step, &args.profile, jobs) {
         eprintln!("{line}");
     }
     Ok(())

@@ -12,7 +12,7 @@ use super::{Cell, ExperimentError, Record};
 use crate::data::protocol::Pools;
 use crate::data::ImageSet;
 use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
-use crate::model::Trainer;
+use crate::model::{Arch, Trainer};
 
 /// Scoring the test split and fitting the baselines, on top of training: 6 of 88 minutes in
 /// the quick profile's measured run (2 cores, 2026-11-29).
@@ -24,8 +24,8 @@ pub struct Plan {
     pub cells: usize,
     /// Cells with a counted record for every method.
     pub done: usize,
-    /// (input shape, batch size) -> training steps left.
-    pub steps: BTreeMap<([usize; 3], usize), u64>,
+    /// (input shape, batch size, encoder shape) -> training steps left.
+    pub steps: BTreeMap<([usize; 3], usize, Arch), u64>,
     /// Input shape -> Deep SAD image-passes left (images x epochs, pretraining included).
     pub deep_images: BTreeMap<[usize; 3], u64>,
     /// Cells left whose encoder is not saved yet.
@@ -67,7 +67,7 @@ impl Plan {
             }
             *plan
                 .steps
-                .entry((shape, cell.train.batch_size))
+                .entry((shape, cell.train.batch_size, cell.train.arch))
                 .or_default() += cell.train.steps() as u64;
         }
         Ok(plan)
@@ -79,7 +79,7 @@ impl Plan {
         let steps = self
             .steps
             .keys()
-            .map(|&(shape, batch)| step_seconds(shape, batch, device));
+            .map(|&(shape, batch, arch)| step_seconds(shape, batch, arch, device));
         let deep = self
             .deep_images
             .keys()
@@ -88,8 +88,9 @@ impl Plan {
     }
 
     /// The lines printed before a run (and by `--dry-run`): what is left and how long it
-    /// will take, with `per_step` from `calibrate`.
-    pub fn describe(&self, per_step: &[f64], profile: &str) -> Vec<String> {
+    /// will take, with `per_step` from `calibrate` and `jobs` cells at once (each calibrated
+    /// on the threads it will have).
+    pub fn describe(&self, per_step: &[f64], profile: &str, jobs: usize) -> Vec<String> {
         let total_steps: u64 = self.steps.values().sum();
         let mut lines = vec![format!(
             "plan: {} cells ({} done, {} left), {} networks to train, {} training steps",
@@ -100,10 +101,14 @@ impl Plan {
             total_steps
         )];
         let mut training = 0.0;
-        for ((&(shape, batch), &steps), &s) in self.steps.iter().zip(per_step) {
+        for ((&(shape, batch, arch), &steps), &s) in self.steps.iter().zip(per_step) {
             training += steps as f64 * s;
+            let net = match arch.id_suffix() {
+                tag if tag.is_empty() => String::new(),
+                tag => format!(" (encoder {})", &tag[1..]),
+            };
             lines.push(format!(
-                "  {}x{}x{}, {batch} triplets: {steps} steps x {:.1} ms (calibrated here) = {:.1} min",
+                "  {}x{}x{}{net}, {batch} triplets: {steps} steps x {:.1} ms (calibrated here) = {:.1} min",
                 shape[0],
                 shape[1],
                 shape[2],
@@ -123,9 +128,14 @@ impl Plan {
                 images as f64 * s / 60.0
             ));
         }
-        let total = training * (1.0 + SCORING_OVERHEAD);
+        let jobs = jobs.max(1);
+        let total = training * (1.0 + SCORING_OVERHEAD) / jobs as f64;
+        let at_once = match jobs {
+            1 => String::new(),
+            n => format!(", {n} cells at a time"),
+        };
         lines.push(format!(
-            "estimate: {} on this machine (training, plus ~{:.0} % for scoring and baselines)",
+            "estimate: {} on this machine (training, plus ~{:.0} % for scoring and baselines{at_once})",
             duration(total),
             SCORING_OVERHEAD * 100.0
         ));
@@ -150,15 +160,22 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-/// Seconds per training step at `shape` and `batch`: two warm-up steps, then the mean of
-/// three.
-fn step_seconds(shape: [usize; 3], batch: usize, device: &Device) -> Result<f64, ExperimentError> {
+/// Seconds per training step at `shape`, `batch` and `arch`: two warm-up steps, then the
+/// mean of three. (The pools' sizes set how many distinct images a step embeds: 256
+/// anomalies, between the grids' ~60 at 1 % and ~550 at 10 %.)
+fn step_seconds(
+    shape: [usize; 3],
+    batch: usize,
+    arch: Arch,
+    device: &Device,
+) -> Result<f64, ExperimentError> {
     let pools = Pools {
-        normal: ImageSet::synthetic(512, shape, 1),
-        anomalous: ImageSet::synthetic(64, shape, 2),
+        normal: ImageSet::synthetic(1024, shape, 1),
+        anomalous: ImageSet::synthetic(256, shape, 2),
     };
     let params = crate::model::EidnParams {
         batch_size: batch,
+        arch,
         ..Default::default()
     }
     .check()?;
@@ -239,9 +256,10 @@ mod tests {
         // Class 1's encoder is saved: scored again, not trained again.
         let plan = Plan::new(&cells, &[record], |c| c.protocol.normal_class == 1).unwrap();
         assert_eq!((plan.cells, plan.done, plan.networks), (4, 1, 2));
-        assert_eq!(plan.steps[&([1, 28, 28], 16)], 100);
-        assert_eq!(plan.steps[&([3, 32, 32], 16)], 150);
-        let lines = plan.describe(&[0.06, 0.4], "t");
+        let paper = Arch::default();
+        assert_eq!(plan.steps[&([1, 28, 28], 16, paper)], 100);
+        assert_eq!(plan.steps[&([3, 32, 32], 16, paper)], 150);
+        let lines = plan.describe(&[0.06, 0.4], "t", 1);
         assert!(
             lines[0].contains("4 cells (1 done, 3 left), 2 networks"),
             "{lines:?}"
@@ -249,5 +267,9 @@ mod tests {
         // 100 x 0.06 + 150 x 0.4 = 66 s of training, + 7 %.
         assert!(lines[3].contains("estimate: 71 s"), "{lines:?}");
         assert_eq!(lines.len(), 4, "no --shard advice under an hour: {lines:?}");
+        // Two cells at a time: half the wall time.
+        let two = plan.describe(&[0.06, 0.4], "t", 2);
+        assert!(two[3].contains("estimate: 35 s"), "{two:?}");
+        assert!(two[3].contains("2 cells at a time"), "{two:?}");
     }
 }

@@ -26,7 +26,7 @@ use super::fast::ConvBlock;
 
 /// The encoder's shape beyond the paper's network (EIDN+ options); the default is the
 /// paper's, and then nothing of it is written to `eidn.json`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Arch {
     /// Zero-pad every 3x3 conv by one pixel ("same" convs), where the paper's are "valid".

@@ -336,39 +336,20 @@ vectorised!(
     fn conv_small => conv_small_body(w: &[f32], cols: &[f32], dims: Dims3, out: &mut [f32])
 );
 
-/// Four output channels at a time, 16 positions per step, so each unrolled value is loaded
-/// once for four fused multiply-adds (one axpy per row loaded and stored the output row
-/// for every one: the first block's forward pass was memory-bound, 4x slower).
+/// Eight (then four) output channels at a time, 16 positions per step, so each unrolled
+/// value is loaded once for eight fused multiply-adds (one axpy per row loaded and stored
+/// the output row for every one: the first block's forward pass was memory-bound, 4x
+/// slower), and eight independent sums hide the multiply-add's latency (four left the
+/// first block at a third of the core's peak).
 #[inline(always)]
 fn conv_small_body(w: &[f32], cols: &[f32], (o, p, k): Dims3, out: &mut [f32]) {
-    const LANES: usize = 16;
-    let (o4, main) = (o / 4 * 4, p / LANES * LANES);
-    for ob in (0..o4).step_by(4) {
-        let wb: [&[f32]; 4] = [0, 1, 2, 3].map(|a| &w[(ob + a) * k..(ob + a + 1) * k]);
-        for q in (0..main).step_by(LANES) {
-            let mut acc = [[0f32; LANES]; 4];
-            for (kk, col) in cols.chunks_exact(p).enumerate().take(k) {
-                let c: &[f32; LANES] = col[q..q + LANES].try_into().expect("16 lanes");
-                for (acc_a, wa) in acc.iter_mut().zip(&wb) {
-                    let wv = wa[kk];
-                    for l in 0..LANES {
-                        acc_a[l] = wv.mul_add(c[l], acc_a[l]);
-                    }
-                }
-            }
-            for (a, acc_a) in acc.iter().enumerate() {
-                out[(ob + a) * p + q..][..LANES].copy_from_slice(acc_a);
-            }
-        }
-        for q in main..p {
-            for (a, wa) in wb.iter().enumerate() {
-                let mut v = 0f32;
-                for (kk, &wv) in wa.iter().enumerate() {
-                    v = wv.mul_add(cols[kk * p + q], v);
-                }
-                out[(ob + a) * p + q] = v;
-            }
-        }
+    let o8 = o / 8 * 8;
+    let o4 = o8 + (o - o8) / 4 * 4;
+    for ob in (0..o8).step_by(8) {
+        conv_small_block::<8>(w, cols, (ob, p, k), out);
+    }
+    for ob in (o8..o4).step_by(4) {
+        conv_small_block::<4>(w, cols, (ob, p, k), out);
     }
     for (oi, row) in out.chunks_exact_mut(p).enumerate().take(o).skip(o4) {
         row.fill(0.0);
@@ -377,6 +358,38 @@ fn conv_small_body(w: &[f32], cols: &[f32], (o, p, k): Dims3, out: &mut [f32]) {
             for (r, c) in row.iter_mut().zip(col) {
                 *r += wv * c;
             }
+        }
+    }
+}
+
+/// Output channels `ob..ob + B` of [`conv_small`].
+#[inline(always)]
+fn conv_small_block<const B: usize>(w: &[f32], cols: &[f32], (ob, p, k): Dims3, out: &mut [f32]) {
+    const LANES: usize = 16;
+    let main = p / LANES * LANES;
+    let wb: [&[f32]; B] = std::array::from_fn(|a| &w[(ob + a) * k..(ob + a + 1) * k]);
+    for q in (0..main).step_by(LANES) {
+        let mut acc = [[0f32; LANES]; B];
+        for (kk, col) in cols.chunks_exact(p).enumerate().take(k) {
+            let c: &[f32; LANES] = col[q..q + LANES].try_into().expect("16 lanes");
+            for (acc_a, wa) in acc.iter_mut().zip(&wb) {
+                let wv = wa[kk];
+                for l in 0..LANES {
+                    acc_a[l] = wv.mul_add(c[l], acc_a[l]);
+                }
+            }
+        }
+        for (a, acc_a) in acc.iter().enumerate() {
+            out[(ob + a) * p + q..][..LANES].copy_from_slice(acc_a);
+        }
+    }
+    for q in main..p {
+        for (a, wa) in wb.iter().enumerate() {
+            let mut v = 0f32;
+            for (kk, &wv) in wa.iter().enumerate() {
+                v = wv.mul_add(cols[kk * p + q], v);
+            }
+            out[(ob + a) * p + q] = v;
         }
     }
 }
@@ -708,36 +721,12 @@ impl CustomOp3 for ConvBlock {
             candle_core::bail!("conv block: backward before forward");
         };
         let d = saved.dims;
-        let pooled = d.pooled();
         let g = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let (dx, dw, db) = backward(
-            &d,
-            x,
-            &saved.weight,
-            self.threads,
-            self.input_needs_grad,
-            |img, dconv, db| {
-                // The pooled gradient goes to each pool's winner (none where ReLU gave
-                // 0), and so does the bias gradient: summed over the winners, not over
-                // the whole (mostly zero) map, whose one-by-one float sum cannot
-                // vectorise (it was a tenth of the step).
-                dconv.fill(0.0);
-                let per = pooled / d.o;
-                let gi = &g[img * pooled..(img + 1) * pooled];
-                let ai = &saved.argmax[img * pooled..(img + 1) * pooled];
-                let by_channel = ai.chunks_exact(per).zip(gi.chunks_exact(per));
-                for (o, (ac, gc)) in by_channel.enumerate() {
-                    let mut sum = 0f32;
-                    for (&a, &gv) in ac.iter().zip(gc) {
-                        if a != DEAD {
-                            dconv[a as usize] += gv;
-                            sum += gv;
-                        }
-                    }
-                    db[o] += sum;
-                }
-            },
-        )?;
+        let need_dx = self.input_needs_grad;
+        let (dx, dw, db) = on_values(x, need_dx, |xs| {
+            let winners = (saved.argmax.as_slice(), g.as_slice());
+            winners_backward(&d, xs, &saved.weight, winners, self.threads, need_dx)
+        })?;
         let device = x.device();
         let dw = Tensor::from_vec(dw, weight.shape(), device)?;
         let db = Tensor::from_vec(db, bias.shape(), device)?;
@@ -758,9 +747,18 @@ pub(crate) fn backward(
     need_dx: bool,
     fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
 ) -> Result<(Option<Tensor>, Vec<f32>, Vec<f32>)> {
-    let (dx, dw, db) = with_f32(x, "input", |xs| {
+    on_values(x, need_dx, |xs| {
         backward_images(d, xs, weight, threads, need_dx, fill)
-    })?;
+    })
+}
+
+/// Runs a backward pass `f` on the input's values; makes its dx a tensor when `need_dx`.
+fn on_values(
+    x: &Tensor,
+    need_dx: bool,
+    f: impl FnOnce(&[f32]) -> (Vec<f32>, Vec<f32>, Vec<f32>),
+) -> Result<(Option<Tensor>, Vec<f32>, Vec<f32>)> {
+    let (dx, dw, db) = with_f32(x, "input", f)?;
     let dx = if need_dx {
         Some(Tensor::from_vec(dx, x.shape(), x.device())?)
     } else {
@@ -779,69 +777,354 @@ fn backward_images(
     fill: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (k, p) = (d.k(), d.p());
+    let image = d.c * d.h * d.w;
+    let scratch = || {
+        let dcols = vec![0f32; if need_dx { k * p } else { 0 }];
+        (vec![0f32; d.o * p], dcols, take(&COLS_POOL, k * p))
+    };
+    let done = |(_, _, cols)| give_back(&COLS_POOL, cols);
+    over_images(
+        d,
+        (d.o * k, need_dx),
+        threads,
+        (scratch, done),
+        |(dconv, dcols, cols), img, dw, db, dx| {
+            fill(img, dconv, db);
+            im2col(&x[img * image..(img + 1) * image], d, cols);
+            weight_grad(dconv, cols, (d.o, k, p), dw);
+            if need_dx {
+                // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
+                if d.o <= SMALL_O {
+                    input_grad_small(weight, dconv, (d.o, p, k), dcols);
+                } else {
+                    let (wl, gl) = ((1, k), (p, 1));
+                    matmul((k, p, d.o), weight, wl, dconv, gl, dcols, (p, 1), false);
+                }
+                col2im(dcols, d, dx);
+            }
+        },
+    )
+}
+
+/// Runs `per_image(scratch, image, dw, db, dx)` on every image, with that image's part of
+/// dx (empty unless `need_dx`) and its chunk's weight (`dw_len` values) and bias gradients.
+/// Why chunks: the images go in fixed chunks of [`GRAD_CHUNK`], each summing its own
+/// gradients, and the chunks are added in order at the end, so that the sums do not depend
+/// on how many threads ran. Each thread takes contiguous chunks, with one `scratch()` made
+/// for them and handed to `done` after.
+#[allow(clippy::type_complexity)]
+fn over_images<S>(
+    d: &Dims,
+    (dw_len, need_dx): (usize, bool),
+    threads: usize,
+    (scratch, done): (impl Fn() -> S + Sync, impl Fn(S) + Sync),
+    per_image: impl Fn(&mut S, usize, &mut [f32], &mut [f32], &mut [f32]) + Sync,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let chunks: Vec<std::ops::Range<usize>> = (0..d.n)
         .step_by(GRAD_CHUNK)
         .map(|s| s..(s + GRAD_CHUNK).min(d.n))
         .collect();
-    let image = d.c * d.h * d.w;
-    let mut dx = vec![0f32; if need_dx { d.n * image } else { 0 }];
-    // Contiguous groups of chunks, one group per thread, each with its images' part of dx.
+    let image = if need_dx { d.c * d.h * d.w } else { 0 };
+    let mut dx = vec![0f32; d.n * image];
+    // Contiguous groups of chunks, one group per part, each with its images' part of dx.
     let mut parts = Vec::new();
     let mut dx_rest = dx.as_mut_slice();
     for group in ranges(chunks.len(), threads) {
         let group = &chunks[group];
         let images: usize = group.iter().map(|r| r.len()).sum();
-        let take = if need_dx { images * image } else { 0 };
-        let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(take);
+        let (dx_t, rest) = std::mem::take(&mut dx_rest).split_at_mut(images * image);
         dx_rest = rest;
         parts.push((group, dx_t));
     }
     let partial = crate::threads::run_parts(parts, |(group, dx_t)| {
         let first = group.first().map_or(0, |r| r.start);
-        let mut dconv = vec![0f32; d.o * p];
-        let mut dcols = vec![0f32; if need_dx { k * p } else { 0 }];
-        let mut cols = take(&COLS_POOL, k * p);
+        let mut s = scratch();
         let mut out = Vec::with_capacity(group.len());
         for r in group {
-            let mut dw = vec![0f32; d.o * k];
+            let mut dw = vec![0f32; dw_len];
             let mut db = vec![0f32; d.o];
             for img in r.clone() {
-                fill(img, &mut dconv, &mut db);
-                im2col(&x[img * image..(img + 1) * image], d, &mut cols);
-                weight_grad(&dconv, &cols, (d.o, k, p), &mut dw);
-                if need_dx {
-                    // dcols (k x p) = W^T (k x o) * dConv (o x p), folded onto dx.
-                    if d.o <= SMALL_O {
-                        input_grad_small(weight, &dconv, (d.o, p, k), &mut dcols);
-                    } else {
-                        let (wl, gl) = ((1, k), (p, 1));
-                        matmul(
-                            (k, p, d.o),
-                            weight,
-                            wl,
-                            &dconv,
-                            gl,
-                            &mut dcols,
-                            (p, 1),
-                            false,
-                        );
-                    }
-                    let i = img - first;
-                    col2im(&dcols, d, &mut dx_t[i * image..(i + 1) * image]);
-                }
+                let i = img - first;
+                let dx_i = &mut dx_t[i * image..(i + 1) * image];
+                per_image(&mut s, img, &mut dw, &mut db, dx_i);
             }
             out.push((dw, db));
         }
-        give_back(&COLS_POOL, cols);
+        done(s);
         out
     });
-    let mut dw = vec![0f32; d.o * k];
+    let mut dw = vec![0f32; dw_len];
     let mut db = vec![0f32; d.o];
     for (pw, pb) in partial.iter().flatten() {
         dw.iter_mut().zip(pw).for_each(|(a, b)| *a += b);
         db.iter_mut().zip(pb).for_each(|(a, b)| *a += b);
     }
     (dx, dw, db)
+}
+
+/// The fused block's backward pass through the pool's winners alone; returns (dx, dW, db),
+/// dx empty unless `need_dx`.
+///
+/// Why: the pooled gradient reaches one conv position per 2x2 window (none where ReLU gave
+/// 0), a quarter or less of the conv map, so the dense products `dW = dConv * cols^T` and
+/// `dcols = W^T * dConv` were three quarters (the CIFAR-10 second block: 131 of 169
+/// positions) multiplications by zero. Here each winner adds its 3x3 input patch, times its
+/// gradient, to its filter's gradient, and its filter, times the gradient, to the patch of
+/// dx. With the image stored channels last (H x W x C, zero-padded), a patch is three
+/// contiguous runs of `3 C` values, so no unrolling is needed: the weights and their
+/// gradient are held in the same (O x 3 x 3 x C) order.
+fn winners_backward(
+    d: &Dims,
+    x: &[f32],
+    weight: &[f32],
+    (argmax, g): (&[u32], &[f32]),
+    threads: usize,
+    need_dx: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (c, k, pooled) = (d.c, d.k(), d.pooled());
+    let image = c * d.h * d.w;
+    let padded = (d.h + 2 * d.pad) * (d.w + 2 * d.pad) * c;
+    let wt = to_channels_last(weight, d.o, c, 9);
+    let scratch = || {
+        let dxt = vec![0f32; if need_dx { padded } else { 0 }];
+        (vec![0f32; padded], dxt, Vec::new())
+    };
+    let (dx, dwt, db) = over_images(
+        d,
+        (d.o * k, need_dx),
+        threads,
+        (scratch, drop),
+        |(xt, dxt, patches), img, dwt, db, dx| {
+            image_to_hwc(&x[img * image..(img + 1) * image], d, xt);
+            dxt.fill(0.0);
+            let winners = (
+                &argmax[img * pooled..(img + 1) * pooled],
+                &g[img * pooled..(img + 1) * pooled],
+            );
+            winners_grad(xt, &wt, winners, d, (dwt, db), dxt, patches);
+            if need_dx {
+                hwc_to_image(dxt, d, dx);
+            }
+        },
+    );
+    (dx, from_channels_last(&dwt, d.o, c, 9), db)
+}
+
+/// `(o, c, s)` values (`s` per channel: the kernel's positions) reordered as `(o, s, c)`.
+fn to_channels_last(v: &[f32], o: usize, c: usize, s: usize) -> Vec<f32> {
+    let mut out = vec![0f32; o * c * s];
+    for (src, dst) in v.chunks_exact(c * s).zip(out.chunks_exact_mut(c * s)) {
+        for (ci, taps) in src.chunks_exact(s).enumerate() {
+            for (si, &t) in taps.iter().enumerate() {
+                dst[si * c + ci] = t;
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`to_channels_last`].
+fn from_channels_last(v: &[f32], o: usize, c: usize, s: usize) -> Vec<f32> {
+    let mut out = vec![0f32; o * c * s];
+    for (src, dst) in v.chunks_exact(c * s).zip(out.chunks_exact_mut(c * s)) {
+        for (ci, taps) in dst.chunks_exact_mut(s).enumerate() {
+            for (si, t) in taps.iter_mut().enumerate() {
+                *t = src[si * c + ci];
+            }
+        }
+    }
+    out
+}
+
+/// Image `x` (C x H x W) as (H + 2 pad) x (W + 2 pad) x C, zero on the padding.
+fn image_to_hwc(x: &[f32], d: &Dims, xt: &mut [f32]) {
+    let (c, wp) = (d.c, d.w + 2 * d.pad);
+    if d.pad > 0 {
+        xt.fill(0.0);
+    }
+    // Read in order (the batch is in memory; `xt`, a few dozen kB, stays in L1).
+    for (ci, plane) in x.chunks_exact(d.h * d.w).enumerate() {
+        for (y, row) in plane.chunks_exact(d.w).enumerate() {
+            let at = ((y + d.pad) * wp + d.pad) * c + ci;
+            for (v, t) in row.iter().zip(xt[at..].iter_mut().step_by(c)) {
+                *t = *v;
+            }
+        }
+    }
+}
+
+/// The inverse of [`image_to_hwc`], padding dropped, written onto `dx` (C x H x W).
+fn hwc_to_image(xt: &[f32], d: &Dims, dx: &mut [f32]) {
+    let (c, wp) = (d.c, d.w + 2 * d.pad);
+    // Written in order, as [`image_to_hwc`] reads.
+    for (ci, plane) in dx.chunks_exact_mut(d.h * d.w).enumerate() {
+        for (y, row) in plane.chunks_exact_mut(d.w).enumerate() {
+            let at = ((y + d.pad) * wp + d.pad) * c + ci;
+            for (t, v) in row.iter_mut().zip(xt[at..].iter().step_by(c)) {
+                *t = *v;
+            }
+        }
+    }
+}
+
+vectorised!(
+    /// One image's winners (`argmax`, gradient `g`, both `o x ph x pw`) added to the filter
+    /// gradients `dwt`, the bias gradient `db` and, unless it is empty, the channels-last
+    /// input gradient `dxt`, from the channels-last image `xt` and weights `wt`.
+    fn winners_grad => winners_grad_body(
+        xt: &[f32],
+        wt: &[f32],
+        winners: (&[u32], &[f32]),
+        d: &Dims,
+        grads: (&mut [f32], &mut [f32]),
+        dxt: &mut [f32],
+        patches: &mut Vec<f32>
+    )
+);
+
+#[inline(always)]
+fn winners_grad_body(
+    xt: &[f32],
+    wt: &[f32],
+    winners: (&[u32], &[f32]),
+    d: &Dims,
+    (dwt, db): (&mut [f32], &mut [f32]),
+    dxt: &mut [f32],
+    patches: &mut Vec<f32>,
+) {
+    // Runs of 3 C at a length known when compiling for the networks' widths (EIDN's second
+    // and third blocks read 32 and 64 channels).
+    match 3 * d.c {
+        3 => winners_grad_at::<3>(xt, wt, winners, d, (dwt, db), dxt, patches),
+        9 => winners_grad_at::<9>(xt, wt, winners, d, (dwt, db), dxt, patches),
+        96 => winners_grad_at::<96>(xt, wt, winners, d, (dwt, db), dxt, patches),
+        192 => winners_grad_at::<192>(xt, wt, winners, d, (dwt, db), dxt, patches),
+        _ => winners_grad_at::<0>(xt, wt, winners, d, (dwt, db), dxt, patches),
+    }
+}
+
+/// [`winners_grad`] with runs `N` long (0: `3 C`, not known when compiling).
+#[inline(always)]
+fn winners_grad_at<const N: usize>(
+    xt: &[f32],
+    wt: &[f32],
+    (argmax, g): (&[u32], &[f32]),
+    d: &Dims,
+    (dwt, db): (&mut [f32], &mut [f32]),
+    dxt: &mut [f32],
+    patches: &mut Vec<f32>,
+) {
+    let (c, p, per) = (d.c, d.p(), d.ph * d.pw);
+    let run = if N == 0 { 3 * c } else { N };
+    let row = (d.w + 2 * d.pad) * c;
+    let need_dx = !dxt.is_empty();
+    // With 1 to 3 channels (the first block) a patch's runs are too short for vector lanes:
+    // every position's whole patch is copied once into a row of `PATCH` values (zero past
+    // `9 C`), which each of its winners then adds in two or so vector operations.
+    // (Lanes past `9 C` may hold an earlier call's values: they only reach sums dropped.)
+    let small = 3 * run <= PATCH;
+    // Where each conv position's patch starts in `xt`.
+    let starts: Vec<usize> = (0..p).map(|q| (q / d.ow) * row + (q % d.ow) * c).collect();
+    if small {
+        if patches.len() < p * PATCH {
+            patches.resize(p * PATCH, 0.0);
+        }
+        for (dst, &at) in patches.chunks_exact_mut(PATCH).zip(&starts) {
+            for ky in 0..3 {
+                let (to, from) = (&mut dst[ky * run..][..run], &xt[at + ky * row..][..run]);
+                to.copy_from_slice(from);
+            }
+        }
+    }
+    let mut winners = vec![(0usize, 0f32); per];
+    for o in 0..d.o {
+        let dw_o = &mut dwt[o * 3 * run..][..3 * run];
+        let (a_o, g_o) = (&argmax[o * per..][..per], &g[o * per..][..per]);
+        db[o] += live_sum(a_o, g_o);
+        // The channel's live winners (conv position, gradient), compacted without branches
+        // (whether ReLU let one through is unpredictable).
+        let mut n = 0;
+        for (&a, &gv) in a_o.iter().zip(g_o) {
+            winners[n] = ((a as usize).wrapping_sub(o * p), gv);
+            n += usize::from(a != DEAD);
+        }
+        let list = &winners[..n];
+        if small {
+            let mut acc = [0f32; PATCH];
+            for &(q, gv) in list {
+                axpy::<PATCH>(&mut acc, &patches[q * PATCH..][..PATCH], gv);
+            }
+            axpy::<0>(dw_o, &acc[..3 * run], 1.0);
+        }
+        if need_dx {
+            let w_o = &wt[o * 3 * run..][..3 * run];
+            for &(q, gv) in list {
+                let at = starts[q];
+                for ky in 0..3 {
+                    axpy::<N>(
+                        &mut dxt[at + ky * row..][..run],
+                        &w_o[ky * run..][..run],
+                        gv,
+                    );
+                }
+            }
+        }
+        if small {
+            continue;
+        }
+        // One kernel row at a time, so that its `3 C` sums stay in registers.
+        for ky in 0..3 {
+            let dw_row = &mut dw_o[ky * run..][..run];
+            if N == 0 {
+                for &(q, gv) in list {
+                    axpy::<N>(dw_row, &xt[starts[q] + ky * row..][..run], gv);
+                }
+            } else {
+                let mut acc = [0f32; N];
+                for &(q, gv) in list {
+                    axpy::<N>(&mut acc, &xt[starts[q] + ky * row..][..run], gv);
+                }
+                axpy::<N>(dw_row, &acc, 1.0);
+            }
+        }
+    }
+}
+
+/// Values in one row of `patches` ([`winners_grad`]): a 3x3 patch of up to 3 channels, padded to two vectors.
+const PATCH: usize = 32;
+
+/// The sum of the gradients `g` whose winner `a` is live: the bias gradient of one channel.
+/// In 16 lanes, then across them, so that it is not one long chain of dependent additions.
+#[inline(always)]
+fn live_sum(a: &[u32], g: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let (a_main, g_main) = (a.chunks_exact(LANES), g.chunks_exact(LANES));
+    let tail: f32 = (a_main.remainder().iter().zip(g_main.remainder()))
+        .map(|(&a, &g)| if a == DEAD { 0.0 } else { g })
+        .sum();
+    for (ac, gc) in a_main.zip(g_main) {
+        for l in 0..LANES {
+            acc[l] += if ac[l] == DEAD { 0.0 } else { gc[l] };
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `y += a x`, `N` long (0: as long as `y`).
+#[inline(always)]
+fn axpy<const N: usize>(y: &mut [f32], x: &[f32], a: f32) {
+    if N == 0 {
+        for (t, s) in y.iter_mut().zip(x) {
+            *t = a.mul_add(*s, *t);
+        }
+    } else {
+        let y: &mut [f32; N] = y.try_into().expect("N long");
+        let x: &[f32; N] = x.try_into().expect("N long");
+        for i in 0..N {
+            y[i] = a.mul_add(x[i], y[i]);
+        }
+    }
 }
 
 /// A plain convolution without bias (stride 1, odd square kernel, zero padding) on the same
@@ -992,21 +1275,49 @@ pub(crate) fn split_images<T>(
     parts
 }
 
-/// Adds the bias, applies ReLU and the 2x2 max-pool to one image's conv map (`o x p`),
-/// writing the pooled values and the winners' indices.
-fn pool_forward(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mut [u32]) {
-    let p = d.p();
+vectorised!(
+    /// Adds the bias, applies ReLU and the 2x2 max-pool to one image's conv map (`o x p`),
+    /// writing the pooled values and the winners' indices.
+    fn pool_forward => pool_forward_body(
+        conv: &[f32],
+        bias: &[f32],
+        d: &Dims,
+        y: &mut [f32],
+        argmax: &mut [u32]
+    )
+);
+
+/// Branch-free over a row of windows, so that it runs in vector lanes (which of the four
+/// wins is unpredictable; one at a time it was 8 % of a training step).
+#[inline(always)]
+fn pool_forward_body(conv: &[f32], bias: &[f32], d: &Dims, y: &mut [f32], argmax: &mut [u32]) {
+    let (p, ow, pw) = (d.p(), d.ow, d.pw);
     for o in 0..d.o {
         let map = &conv[o * p..(o + 1) * p];
         let b = bias[o];
         for py in 0..d.ph {
-            let y_row = &mut y[(o * d.ph + py) * d.pw..][..d.pw];
-            let a_row = &mut argmax[(o * d.ph + py) * d.pw..][..d.pw];
-            for px in 0..d.pw {
-                let (m, im) = max4(map, 2 * py * d.ow + 2 * px, d.ow);
+            let y_row = &mut y[(o * d.ph + py) * pw..][..pw];
+            let a_row = &mut argmax[(o * d.ph + py) * pw..][..pw];
+            let top = 2 * py * ow;
+            let (r0, r1) = (&map[top..][..2 * pw], &map[top + ow..][..2 * pw]);
+            let first = (o * p + top) as u32;
+            for px in 0..pw {
+                let (a, b0, c, e) = (r0[2 * px], r0[2 * px + 1], r1[2 * px], r1[2 * px + 1]);
+                // On ties the first (left, then top) wins, as in [`max4`].
+                let (m1, i1) = if b0 > a { (b0, 1) } else { (a, 0) };
+                let (m2, i2) = if e > c {
+                    (e, ow as u32 + 1)
+                } else {
+                    (c, ow as u32)
+                };
+                let (m, i) = if m2 > m1 { (m2, i2) } else { (m1, i1) };
                 let v = m + b;
                 y_row[px] = v.max(0.0);
-                a_row[px] = if v > 0.0 { (o * p + im) as u32 } else { DEAD };
+                a_row[px] = if v > 0.0 {
+                    first + 2 * px as u32 + i
+                } else {
+                    DEAD
+                };
             }
         }
     }

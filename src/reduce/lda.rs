@@ -106,6 +106,11 @@ impl LdaValidParams {
                 "{m} components; at most {max_components} for {classes} classes"
             )));
         }
+        // faer splits its products and its eigensolver by the threads it is given, and the
+        // last digits of the directions moved with them (LOF on the 1-D projection then
+        // ranked a few ties differently with one thread than with two): one thread always, so
+        // that records do not depend on the core count or on `--jobs`. faer is used here only.
+        faer::set_global_parallelism(faer::Par::Seq);
         let xm = Mat::<f64>::from_fn(n, d, |i, j| x[[i, j]]);
         let mut sw = Mat::<f64>::zeros(d, d);
         for (c, &count) in counts.iter().enumerate() {
