@@ -53,7 +53,7 @@ ci:
 reproduce-paper *args:
     cargo run --release -- reproduce --profile paper {{args}}
 
-# Every table cell at fewer steps (58 min on 2 cores from empty); writes reports/quick/. Resumable.
+# Every table cell at fewer steps (37 min on 2 cores from empty); writes reports/quick/. Resumable.
 reproduce-quick *args:
     cargo run --release -- reproduce --profile quick {{args}}
 

@@ -1,5 +1,6 @@
 //! How many threads one job's compute may use. By default all of candle's (RAYON_NUM_THREADS,
-//! else the cores); `reproduce --jobs N` runs N cells at once and gives each job's thread its
+//! else the cores); `reproduce --jobs N` runs N cells at once, by default one per core with
+//! candle on one thread ([`fix_count_for_jobs`]), and with fewer gives each job's thread its
 //! share, which the CPU kernels (`model::fast`, the detectors) read here. Sums never depend on
 //! it, so results are the same for any share.
 

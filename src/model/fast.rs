@@ -10,12 +10,15 @@
 //! `K = C*9` rows by `P = OH*OW` columns) and multiplied by the weights with the `gemm` crate
 //! (the kernel candle uses under its matmul); bias, ReLU and the 2x2 max-pool are fused into
 //! one pass over the result, which records for each pooled value the conv position that won
-//! (or none when ReLU zeroed it). The backward pass unrolls each image again (keeping the
-//! unrolled batch from the forward pass, 100 MB for the CIFAR-10 LeNet's second layer, made
-//! every gemm read it back from memory: recomputing it into a buffer that stays in the
-//! core's cache made the Deep SAD step 4 % faster and the MNIST one 30 %): the pooled
-//! gradient is scattered to the winners, and `dW += dConv * cols^T`, `db += sum dConv`,
-//! `dcols = W^T * dConv` folded back (col2im) into `dx`, again with `gemm`. Images are split
+//! (or none when ReLU zeroed it). The fused block's backward pass works from those winners
+//! alone ([`winners_backward`]: each adds its input patch to its filter's gradient and its
+//! filter to its patch of dx, a quarter or less of the dense products' multiply-adds; the
+//! EIDN step 1.2x faster). The plain convolution's backward pass ([`backward`], Deep SAD's)
+//! unrolls each image again (keeping the unrolled batch from the forward pass, 100 MB for
+//! the CIFAR-10 LeNet's second layer, made every gemm read it back from memory: recomputing
+//! it into a buffer that stays in the core's cache made the Deep SAD step 4 % faster and
+//! the MNIST one 30 %), then `dW += dConv * cols^T` and `dcols = W^T * dConv`, folded back
+//! (col2im) into `dx`, again with `gemm`. Images are split
 //! over the cores, one part each (on candle's thread pool, see [`crate::threads::run_parts`]),
 //! every thread running single-threaded gemms on its own images (small matrices parallelise
 //! badly inside gemm). The first block's input gradient is never computed (the input is
@@ -968,9 +971,10 @@ fn hwc_to_image(xt: &[f32], d: &Dims, dx: &mut [f32]) {
 }
 
 vectorised!(
-    /// One image's winners (`argmax`, gradient `g`, both `o x ph x pw`) added to the filter
-    /// gradients `dwt`, the bias gradient `db` and, unless it is empty, the channels-last
-    /// input gradient `dxt`, from the channels-last image `xt` and weights `wt`.
+    /// One image's winners (`argmax`, gradient `g`, both `o x ph x pw`) added to `grads`
+    /// (the filters' gradients, channels last, and the bias gradient) and, unless it is
+    /// empty, to the channels-last input gradient `dxt`, from the channels-last image `xt`
+    /// and weights `wt`; `patches` is scratch space.
     fn winners_grad => winners_grad_body(
         xt: &[f32],
         wt: &[f32],
