@@ -16,7 +16,7 @@ thread_local! {
 /// Threads the machine offers (candle's count), asked once.
 pub fn available() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| candle_core::utils::get_num_threads().max(1))
+    *COUNT.get_or_init(cores)
 }
 
 /// Fixes candle's thread count for the process by setting `RAYON_NUM_THREADS` (when unset)
