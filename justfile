@@ -1,8 +1,6 @@
 # eidn tasks. Install just with `cargo install just`.
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") + "/.cache/eidn-target")
-
 # Run the test suite (the README's test command).
 test:
     cargo test --release

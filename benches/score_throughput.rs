@@ -18,8 +18,8 @@ fn synthetic(n: usize, salt: usize) -> ImageSet {
 }
 
 fn main() {
-    eidn::threads::fix_count();
-    eidn::model::fast::keep_freed_memory();
+    eidn::kernels::threads::init(1).expect("threads fixed once, at start");
+    eidn::kernels::buffers::keep_freed_memory();
     let pools = Pools {
         normal: synthetic(1000, 1),
         anomalous: synthetic(100, 2),

@@ -19,8 +19,8 @@ fn pools(input: [usize; 3]) -> Pools {
 
 fn bench_train_step(c: &mut Criterion) {
     // As the eidn binary does at start.
-    eidn::threads::fix_count();
-    eidn::model::fast::keep_freed_memory();
+    eidn::kernels::threads::init(1).expect("threads fixed once, at start");
+    eidn::kernels::buffers::keep_freed_memory();
     let mut group = c.benchmark_group("train_step");
     group.sample_size(10);
     group.throughput(Throughput::Elements(1));

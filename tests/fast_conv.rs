@@ -5,8 +5,9 @@ mod common;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarMap;
-use eidn::model::fast::ConvBlock;
-use eidn::model::{max_pool2x2, Encoder, EncoderConfig};
+use eidn::model::conv::max_pool2x2;
+use eidn::model::conv::ConvBlock;
+use eidn::model::{Encoder, EncoderConfig};
 use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 

@@ -54,3 +54,40 @@ fn the_own_images_walkthrough_runs_as_written() {
     );
     assert!(dir.path().join("reports/parts/fig7.png").is_file());
 }
+
+/// README's headline table types no number by hand: each row's figures (ours and the
+/// paper's) appear in the committed report it links.
+#[test]
+fn headline_numbers_come_from_the_linked_reports() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let table = readme
+        .split("<!-- headline:start -->")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- headline:end -->").next())
+        .expect("README.md has a headline table");
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with('|') && !l.starts_with("| what") && !l.starts_with("|---"))
+        .collect();
+    assert!(rows.len() >= 4, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+        let [_, ours, paper, link] = cells[..] else {
+            panic!("a headline row has four cells: {row}");
+        };
+        let target = link
+            .split("](")
+            .nth(1)
+            .and_then(|s| s.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("no link in {row}"));
+        let report =
+            std::fs::read_to_string(root.join(target)).unwrap_or_else(|e| panic!("{target}: {e}"));
+        for number in [ours, paper] {
+            assert!(
+                number.chars().any(|c| c.is_ascii_digit()) && report.contains(number),
+                "README's {number:?} ({row}) is not in {target}"
+            );
+        }
+    }
+}

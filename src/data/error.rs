@@ -104,6 +104,29 @@ pub enum DataError {
     Protocol { protocol: String, message: String },
     #[error("manifest {path}: {message}")]
     Manifest { path: PathBuf, message: String },
+    #[error("{dataset} in {dir} does not load: {message}; delete the damaged file and rerun (it will be downloaded)")]
+    Corrupt {
+        dataset: String,
+        dir: PathBuf,
+        message: String,
+    },
+    #[error(
+        "{dataset} is missing in {dir} and could not be downloaded ({error}).\nTried: {tried}.\n\
+         Copy the files there by hand (see `eidn data verify --dataset {dataset}`), point --data-dir or \
+         EIDN_DATA_DIR at a copy, or pass --data-mirror URL; a partial download resumes on the next run."
+    )]
+    FetchFailed {
+        dataset: String,
+        dir: PathBuf,
+        error: String,
+        tried: String,
+    },
+    #[error("{dataset} was downloaded into {dir} but does not verify: {message}")]
+    NotVerified {
+        dataset: String,
+        dir: PathBuf,
+        message: String,
+    },
     #[error("download of {url} failed: {message}")]
     Download { url: String, message: String },
     #[error("{path}: SHA-256 {actual} does not match the expected {expected}")]

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use image::imageops::FilterType;
 use image::{ImageReader, Limits};
 
-use super::concrete::check_jpeg_complete;
 use super::DataError;
 
 /// File extensions read as images (lower case).
@@ -142,6 +141,28 @@ pub fn decode_many(paths: &[PathBuf], shape: [usize; 3]) -> Vec<Result<Vec<u8>, 
     })
 }
 
+/// The `image` crate decodes a JPEG cut short without complaint (it pads the missing scan),
+/// as libjpeg does only with a warning; a complete file has an end-of-image marker (FF D9)
+/// after its last start-of-scan (FF DA). Entropy-coded data cannot contain FF D9 (0xFF bytes
+/// are stuffed as FF 00), so the marker cannot be faked by image data.
+pub(crate) fn check_jpeg_complete(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    let bad = |message: &str| {
+        Err(DataError::TruncatedImage {
+            path: path.to_path_buf(),
+            message: message.into(),
+        })
+    };
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return bad("no start-of-image marker");
+    }
+    let find_last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (find_last(0xDA), find_last(0xD9)) {
+        (None, _) => bad("no image scan"),
+        (Some(sos), Some(eoi)) if eoi > sos => Ok(()),
+        _ => bad("no end-of-image marker after the last scan"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,5 +194,25 @@ mod tests {
         assert!(err.contains("notes.txt"), "{err}");
         let (images, skipped) = list_images(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!((images, skipped), (vec![png], vec![text]));
+    }
+
+    #[test]
+    fn cut_jpegs_are_refused() {
+        let mut jpeg = Vec::new();
+        image::RgbImage::from_fn(24, 24, |x, y| {
+            image::Rgb([(x * 9) as u8, (y * 9) as u8, 90])
+        })
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+        let p = Path::new("a.jpg");
+        assert!(check_jpeg_complete(p, &jpeg).is_ok());
+        let cut = &jpeg[..jpeg.len() / 3];
+        // The decoder alone takes the cut file; the marker check does not.
+        let err = check_jpeg_complete(p, cut).unwrap_err();
+        assert!(err.to_string().contains("a.jpg"), "{err}");
+        assert!(check_jpeg_complete(p, b"not a jpeg").is_err());
     }
 }

@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod cifar10;
 pub mod concrete;
+pub mod ensure;
 mod error;
 pub mod example;
 pub mod fetch;

@@ -50,6 +50,24 @@ pub struct Pools {
     pub anomalous: ImageSet,
 }
 
+impl Pools {
+    /// Every training image, normal first.
+    pub fn both(&self) -> ImageSet {
+        let mut all = self.normal.clone();
+        all.pixels.extend_from_slice(&self.anomalous.pixels);
+        all.labels.extend_from_slice(&self.anomalous.labels);
+        all
+    }
+
+    /// Every training image labelled 0 = normal, 1 = anomalous (the paper's binary LDA).
+    pub fn labelled(&self) -> (ImageSet, Vec<usize>) {
+        let y = std::iter::repeat_n(0, self.normal.len())
+            .chain(std::iter::repeat_n(1, self.anomalous.len()))
+            .collect();
+        (self.both(), y)
+    }
+}
+
 /// Test images with their ground truth (true = anomaly).
 #[derive(Clone, Debug)]
 pub struct TestSet {

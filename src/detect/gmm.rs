@@ -18,7 +18,7 @@ use rand_xoshiro::Xoshiro256Plus;
 use serde::{Deserialize, Serialize};
 
 use super::{check_dim, par_chunks, AnomalyScorer, DetectError};
-use crate::model::fast::vectorised;
+use crate::kernels::vectorised;
 
 /// scikit-learn's defaults for `GaussianMixture`.
 const TOL: f64 = 1e-3;

@@ -16,7 +16,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::{check_dim, check_training, par_fill, AnomalyScorer, DetectError};
-use crate::model::fast::{matmul, vectorised};
+use crate::kernels::{matmul, vectorised};
 
 /// Checked LOF settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -196,7 +196,7 @@ pub(crate) fn par_chunks<T: Send>(
     work_per_row: usize,
     f: impl Fn(usize, &mut [T]) + Sync,
 ) {
-    let threads = crate::threads::budget();
+    let threads = crate::kernels::threads::budget();
     let rows = out.len() / unit.max(1);
     if threads == 1 || rows.saturating_mul(work_per_row) < (1 << 20) || rows < 2 * threads {
         f(0, out);

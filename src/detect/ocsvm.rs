@@ -18,7 +18,7 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::{check_dim, check_training, par_fill, AnomalyScorer, DetectError};
-use crate::model::fast::vectorised;
+use crate::kernels::vectorised;
 
 /// How the RBF width gamma is set.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

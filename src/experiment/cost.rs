@@ -14,8 +14,8 @@ use crate::data::ImageSet;
 use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
 use crate::model::{Arch, Trainer};
 
-/// Scoring the test split and fitting the baselines, on top of training: 6 of 88 minutes in
-/// the quick profile's measured run (2 cores, 2026-11-29).
+/// Scoring the test split and fitting the baselines, as a share of the training time (from a
+/// measured run of the quick profile).
 const SCORING_OVERHEAD: f64 = 0.07;
 
 /// The work left in a grid (or shard).

@@ -136,7 +136,7 @@ pub struct ResultStore {
     failures: PathBuf,
     records: Vec<Record>,
     done: HashSet<(String, String)>,
-    /// flock(2) locks held while the store is open (see [`lock`]).
+    /// File locks held while the store is open (see [`lock`]).
     _locks: Vec<File>,
 }
 
@@ -225,8 +225,9 @@ fn append_line(path: &Path, value: &impl Serialize) -> Result<(), ExperimentErro
         .map_err(|e| ExperimentError::io(path, e))
 }
 
-/// Takes an flock(2) lock on `path` (created if missing) without waiting; the lock lasts as
-/// long as the returned file is open, and the kernel drops it when the process dies.
+/// Locks `path` (created if missing) without waiting, exclusively or shared (std's file
+/// locks: flock(2) on Linux); the lock lasts as long as the returned file is open, and the
+/// kernel drops it when the process dies.
 fn lock(path: &Path, exclusive: bool) -> Result<File, ExperimentError> {
     let f = OpenOptions::new()
         .create(true)
@@ -235,26 +236,25 @@ fn lock(path: &Path, exclusive: bool) -> Result<File, ExperimentError> {
         .write(true)
         .open(path)
         .map_err(|e| ExperimentError::io(path, e))?;
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let mode = if exclusive {
-            libc::LOCK_EX
-        } else {
-            libc::LOCK_SH
-        };
-        // SAFETY: flock on a file descriptor this function owns; no memory is shared.
-        if unsafe { libc::flock(f.as_raw_fd(), mode | libc::LOCK_NB) } != 0 {
+    let taken = if exclusive {
+        f.try_lock()
+    } else {
+        f.try_lock_shared()
+    };
+    match taken {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
             let holder = std::fs::read_to_string(path).unwrap_or_default();
             return Err(ExperimentError::Locked {
                 dir: path.parent().unwrap_or(path).to_path_buf(),
                 holder: holder.trim().to_string(),
             });
         }
-        if exclusive {
-            let _ = f.set_len(0);
-            let _ = (&f).write_all(format!("pid {}", std::process::id()).as_bytes());
-        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(ExperimentError::io(path, e)),
+    }
+    if exclusive {
+        let _ = f.set_len(0);
+        let _ = (&f).write_all(format!("pid {}", std::process::id()).as_bytes());
     }
     Ok(f)
 }

@@ -2,7 +2,8 @@
 //! Fig 7). Each is fitted on training data and then transforms any [`ImageSet`] into an
 //! `n x dim` matrix.
 //!
-//! - [`EidnReducer`]: a trained EIDN encoder, f(x).
+//! - a trained network (EIDN's f(x), Deep SAD's `phi(x) - c`), wrapped by the experiment
+//!   that trained it;
 //! - [`PcaParams`]: linfa-reduction's PCA of the flattened pixels.
 //! - [`LdaParams`]: Fisher LDA with shrinkage, written here (linfa has none), solved as a
 //!   symmetric generalised eigenproblem with faer.
@@ -14,8 +15,6 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
-use crate::model::deep_sad::DeepSad;
-use crate::model::{Eidn, ModelError};
 
 pub use lda::{FittedLda, LdaParams, LdaValidParams};
 pub use pca::{FittedPca, PcaParams, PcaValidParams};
@@ -33,8 +32,9 @@ pub enum ReduceError {
         reducer: &'static str,
         message: String,
     },
-    #[error(transparent)]
-    Model(#[from] ModelError),
+    /// A trained network failed to embed the images.
+    #[error("{0}")]
+    Embed(String),
 }
 
 /// The reducers of the harness, by name (profiles and result records use these names).
@@ -112,38 +112,6 @@ pub fn flatten(images: &ImageSet) -> Array2<f64> {
         .map(|&p| f64::from(p) / 255.0)
         .collect();
     Array2::from_shape_vec((images.len(), d), values).expect("pixels are len x image_len")
-}
-
-/// A network's `n x dim` row-major output as a matrix.
-fn rows(z: Vec<f32>, n: usize, dim: usize) -> Array2<f64> {
-    let values = z.into_iter().map(f64::from).collect();
-    Array2::from_shape_vec((n, dim), values).expect("dim values per image")
-}
-
-/// The EIDN encoder as a reducer.
-pub struct EidnReducer<'a>(pub &'a Eidn);
-
-impl Reducer for EidnReducer<'_> {
-    fn dim(&self) -> usize {
-        self.0.config.encoder.embed_dim
-    }
-
-    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
-        Ok(rows(self.0.embed(images)?, images.len(), self.dim()))
-    }
-}
-
-/// Deep SAD's (or Deep SVDD's) encoder as a reducer: `phi(x) - c`.
-pub struct DeepSadReducer<'a>(pub &'a DeepSad);
-
-impl Reducer for DeepSadReducer<'_> {
-    fn dim(&self) -> usize {
-        self.0.rep_dim()
-    }
-
-    fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
-        Ok(rows(self.0.embed(images)?, images.len(), self.dim()))
-    }
 }
 
 /// Any reducer with its checked settings; serialised into every result record's config.

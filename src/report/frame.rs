@@ -2,8 +2,8 @@
 //! built from. Which records count (one per cell, seed and method of the current profile) is
 //! decided before, in `experiment::select`; here they are only grouped and averaged.
 //!
-//! polars is built without its lazy API (it would double its compile time, see
-//! `../shared/notes/stack.md`): the queries are eager `filter` / `group_by` / `join` calls.
+//! polars is built without its lazy API (it would double its compile time): the queries are
+//! eager `filter` / `group_by` / `join` calls.
 
 use std::path::Path;
 

@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 
-use crate::model::fast::{self, Dims};
+use crate::kernels::buffers;
+use crate::kernels::threads::{budget, ranges, run_parts, split_images};
+use crate::model::conv::{self, Dims};
 
 /// What the forward pass keeps for the backward pass.
 struct Saved {
@@ -70,7 +72,7 @@ impl ConvBnAct {
             pool,
             eps,
             slope: slope as f32,
-            threads: crate::threads::budget(),
+            threads: budget(),
             stats: stats.clone(),
             saved: Mutex::new(None),
         };
@@ -84,8 +86,8 @@ impl ConvBnAct {
 impl Drop for ConvBnAct {
     fn drop(&mut self) {
         if let Some(saved) = self.saved.get_mut().map(Option::take).unwrap_or(None) {
-            fast::give_back_f32(saved.z);
-            fast::give_back_u32(saved.argmax);
+            buffers::give_back_f32(saved.z);
+            buffers::give_back_u32(saved.argmax);
         }
     }
 }
@@ -99,10 +101,10 @@ fn par_images<A: Send, B: Send>(
     (b, per_b): (&mut [B], usize),
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync,
 ) {
-    let parts = (fast::ranges(n, threads).into_iter())
-        .zip(fast::split_images(n, threads, a, per_a))
-        .zip(fast::split_images(n, threads, b, per_b));
-    crate::threads::run_parts(parts.collect(), |((r, a_t), b_t)| f(r.start, a_t, b_t));
+    let parts = (ranges(n, threads).into_iter())
+        .zip(split_images(n, threads, a, per_a))
+        .zip(split_images(n, threads, b, per_b));
+    run_parts(parts.collect(), |((r, a_t), b_t)| f(r.start, a_t, b_t));
 }
 
 /// Per channel, two sums over every image: `f(first image, pairs)` fills a thread's
@@ -171,18 +173,18 @@ impl CustomOp2 for ConvBnAct {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = fast::f32_slice(s1, l1, "input")?;
-        let weight = fast::f32_slice(s2, l2, "weight")?;
+        let x = conv::f32_slice(s1, l1, "input")?;
+        let weight = conv::f32_slice(s2, l2, "weight")?;
         let d = Dims::conv(l1, l2, self.pad)?;
         let (n, c, p) = (d.n, d.o, d.p());
         if n == 0 || (self.pool && (d.oh < 2 || d.ow < 2)) {
             candle_core::bail!("conv-bn: input {:?} too small", l1.shape());
         }
-        let mut z = fast::take_f32(n * c * p);
+        let mut z = buffers::take_f32(n * c * p);
         // Per (image, channel): sum and sum of squares, taken as each image's output is
         // computed; then per channel, added in image order.
         let mut partial = vec![(0f64, 0f64); n * c];
-        fast::conv_forward_then(
+        conv::conv_forward_then(
             x,
             weight,
             &d,
@@ -211,7 +213,7 @@ impl CustomOp2 for ConvBnAct {
         };
         let out = c * ph * pw;
         let mut y = vec![0f32; n * out];
-        let mut argmax = fast::take_u32(if self.pool { n * out } else { 0 });
+        let mut argmax = buffers::take_u32(if self.pool { n * out } else { 0 });
         let slope = self.slope;
         let leaky = |v: f32| if v > 0.0 { v } else { slope * v };
         par_images(
@@ -236,7 +238,7 @@ impl CustomOp2 for ConvBnAct {
                         let arg = &mut at[(i * c + ch) * ph * pw..][..ph * pw];
                         for py in 0..ph {
                             for px in 0..pw {
-                                let (v, k) = fast::max4(plane, 2 * py * d.ow + 2 * px, d.ow);
+                                let (v, k) = conv::max4(plane, 2 * py * d.ow + 2 * px, d.ow);
                                 dst[py * pw + px] = leaky((v - mu) * is);
                                 arg[py * pw + px] = (ch * p + k) as u32;
                             }
@@ -316,7 +318,7 @@ impl CustomOp2 for ConvBnAct {
         let sums: Vec<(f32, f32)> = (sums.into_iter())
             .map(|(a, b)| ((a / m) as f32, (b / m) as f32))
             .collect();
-        let (dx, dw, _) = fast::backward(
+        let (dx, dw, _) = conv::backward(
             &d,
             x,
             &s.weight,
@@ -397,7 +399,7 @@ mod tests {
                 .unwrap();
             let a = xhat.maximum(&(&xhat * 0.01).unwrap()).unwrap();
             let r = if pool {
-                crate::model::max_pool2x2(&a).unwrap()
+                crate::model::conv::max_pool2x2(&a).unwrap()
             } else {
                 a
             };

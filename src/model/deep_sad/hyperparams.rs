@@ -101,11 +101,11 @@ impl DeepSadParams {
                 t.epochs, t.ae_epochs
             ));
         }
-        if !(1..=super::super::MAX_BATCH_SIZE).contains(&t.batch_size) {
+        if !(1..=crate::model::eidn::MAX_BATCH_SIZE).contains(&t.batch_size) {
             return bad(format!("batch_size {} out of range", t.batch_size));
         }
         for (name, v) in [("lr", t.lr), ("ae_lr", t.ae_lr)] {
-            if !(v.is_finite() && v > 0.0 && v <= super::super::MAX_LR) {
+            if !(v.is_finite() && v > 0.0 && v <= crate::model::eidn::MAX_LR) {
                 return bad(format!("{name} {v} must be in (0, 1]"));
             }
         }

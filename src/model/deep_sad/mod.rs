@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::protocol::OneVsRest;
 use crate::data::ImageSet;
 
-use super::ModelError;
+use crate::model::ModelError;
 
 pub use hyperparams::{DeepSadParams, DeepSadTrain, DeepSadValidParams};
 pub use net::{LeNet, LeNetKind};
@@ -90,7 +90,10 @@ impl DeepSad {
 
     /// Deep SAD's anomaly score, as a distance: `|phi(x) - c|`.
     pub fn score(&self, images: &ImageSet) -> Result<Vec<f64>, ModelError> {
-        Ok(super::row_norms(&self.embed(images)?, self.rep_dim()))
+        Ok(crate::model::row_norms(
+            &self.embed(images)?,
+            self.rep_dim(),
+        ))
     }
 
     /// Writes the encoder's weights and running statistics and `deep_sad.json`, each through
@@ -98,7 +101,7 @@ impl DeepSad {
     pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
         let tensors = self.net.encoder_tensors();
         let write = |tmp: &Path| candle_core::safetensors::save(&tensors, tmp);
-        super::save_model(dir, WEIGHTS_FILE, write, CONFIG_FILE, &self.config)
+        crate::model::save_model(dir, WEIGHTS_FILE, write, CONFIG_FILE, &self.config)
     }
 
     pub fn load(dir: &Path, device: &Device) -> Result<DeepSad, ModelError> {

@@ -18,7 +18,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::fused::{BatchStats, ConvBnAct};
-use crate::model::max_pool2x2;
+use crate::model::conv::max_pool2x2;
 
 const KERNEL: usize = 5;
 const BN_EPS: f64 = 1e-4;
@@ -179,7 +179,7 @@ pub struct LeNet {
     fc: Var,
     decoder: Vec<(Var, usize, bool)>,
     dec_bns: Vec<BatchNorm>,
-    /// Convolutions through [`crate::model::fast::Conv`] (CPU) instead of candle's conv2d.
+    /// Convolutions through [`crate::model::conv::Conv`] (CPU) instead of candle's conv2d.
     fast: bool,
 }
 
@@ -234,7 +234,7 @@ impl LeNet {
             fc,
             decoder,
             dec_bns,
-            fast: crate::model::fast::enabled(device),
+            fast: crate::model::conv::enabled(device),
         })
     }
 
@@ -267,7 +267,7 @@ impl LeNet {
 
     fn conv(&self, x: &Tensor, w: &Var, pad: usize, input_needs_grad: bool) -> Result<Tensor> {
         if self.fast {
-            crate::model::fast::Conv::apply(x, w, input_needs_grad, pad)
+            crate::model::conv::Conv::apply(x, w, input_needs_grad, pad)
         } else {
             x.conv2d(w, pad, 1, 1, 1)
         }

@@ -22,7 +22,7 @@ use rand::{Rng, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
 
-use super::fast::ConvBlock;
+use crate::model::conv::{self, max_pool2x2, ConvBlock};
 
 /// The encoder's shape beyond the paper's network (EIDN+ options); the default is the
 /// paper's, and then nothing of it is written to `eidn.json`.
@@ -200,7 +200,7 @@ pub struct Encoder {
     pad: usize,
     fc1: Linear,
     fc2: Linear,
-    /// Conv blocks through the fused CPU op of [`super::fast`] instead of candle's ops.
+    /// Conv blocks through the fused CPU op of [`conv`] instead of candle's ops.
     fast: bool,
 }
 
@@ -213,7 +213,7 @@ impl Encoder {
         device: &Device,
         seed: u64,
     ) -> Result<Self> {
-        Self::with_path(config, varmap, device, seed, super::fast::enabled(device))
+        Self::with_path(config, varmap, device, seed, conv::enabled(device))
     }
 
     /// As [`Encoder::new`], choosing the conv path: `fast = false` forces candle's own ops
@@ -225,7 +225,7 @@ impl Encoder {
         seed: u64,
         fast: bool,
     ) -> Result<Self> {
-        if fast && !super::fast::enabled(device) {
+        if fast && !conv::enabled(device) {
             candle_core::bail!("the fast conv path runs on CPU only");
         }
         let (fh, fw) = config.feature_side().ok_or_else(|| {
@@ -302,20 +302,6 @@ impl Module for Encoder {
             .relu()?
             .apply(&self.fc2)
     }
-}
-
-/// 2x2 max-pool, stride 2, floor, from reshapes and `max`, whose backward sends the whole
-/// gradient to the maximum. Not candle's `max_pool2d`: its backward (candle 0.11) multiplies
-/// the gradient by (number of maxima)/4 instead of dividing by the number of maxima, so a
-/// unique maximum gets a quarter of its gradient.
-pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
-    let (ph, pw) = (h / 2, w / 2);
-    x.narrow(2, 0, 2 * ph)?
-        .narrow(3, 0, 2 * pw)?
-        .reshape((n, c, ph, 2, pw, 2))?
-        .max(5)?
-        .max(3)
 }
 
 #[cfg(test)]

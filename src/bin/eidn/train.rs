@@ -1,0 +1,204 @@
+//! `eidn train`, `evaluate` and `select-recipe`: one network on one protocol.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use eidn::data::catalog::declare_spec;
+use eidn::data::ensure::ensure;
+use eidn::data::manifest::Manifest;
+use eidn::data::protocol::{parse_classes, OneVsRest};
+use eidn::data::verify::{verify, Status};
+use eidn::data::{load, DatasetName};
+use eidn::metrics::{average_precision, roc_auc};
+use eidn::model::{parse_device, Arch, Eidn, EidnParams, TrainOptions};
+
+use crate::cli::{EvaluateArgs, SelectRecipeArgs, TrainArgs};
+use crate::CHECK_FAILED;
+
+pub fn evaluate(args: &EvaluateArgs, data_dir: &Path) -> Result<ExitCode> {
+    let device = parse_device(&args.device)?;
+    let model = Eidn::load(&args.model, &device)?;
+    report_evaluation(&model, data_dir, args.json)
+}
+
+pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
+    let device = parse_device(&args.device)?;
+    let params = EidnParams {
+        embed_dim: args.embed_dim,
+        margin: args.margin,
+        lr: args.lr,
+        epochs: args.epochs,
+        steps_per_epoch: args.steps_per_epoch,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        augment: args.augment,
+        arch: Arch {
+            same_padding: args.same_padding,
+            width: args.width,
+            blocks: args.blocks,
+        },
+    }
+    .check()?;
+    if !(args.anomaly_ratio > 0.0 && args.anomaly_ratio <= 100.0) {
+        bail!(
+            "--anomaly-ratio {} must be in (0, 100] (labelled anomalies per normal training image)",
+            args.anomaly_ratio
+        );
+    }
+    let dataset = DatasetName::resolve(&args.dataset)?;
+    let names = dataset.class_names()?;
+    let normal = parse_classes(&args.normal_class, &names)
+        .map_err(|e| anyhow::anyhow!("--normal-class {:?}: {e}", args.normal_class))?;
+    let protocol =
+        OneVsRest::new(dataset, normal[0], args.anomaly_ratio, args.seed).with_normal(&normal);
+    let report = match ensure(&[protocol.dataset], data_dir, mirror, args.quiet)?.pop() {
+        Some(report) => report,
+        // Concrete Cracks and the user's own: not fetched, only checked.
+        None => verify(protocol.dataset, data_dir, &Manifest::builtin()),
+    };
+    // A mismatch only warns (below); data that does not load is an error now.
+    if matches!(report.status, Status::Missing | Status::Corrupt) {
+        bail!(
+            "{dataset} in {}: {}",
+            report.dir.display(),
+            report.message.as_deref().unwrap_or("does not load")
+        );
+    }
+    let status = report.status.label(report.variant.as_deref());
+    if report.status == Status::Mismatch {
+        eprintln!(
+            "WARNING: {}\nWARNING: training on data that is not the published {}: the result is not comparable \
+             (recorded as \"checksum mismatch\" in eidn.json)",
+            report.message.as_deref().unwrap_or("a file does not match its checksum"),
+            protocol.dataset
+        );
+    }
+    let data = load(protocol.dataset, data_dir, args.seed)?;
+    let pools = protocol.pools(&data)?;
+    if !args.quiet {
+        eprintln!(
+            "training on {} normal ({}) + {} anomalous images, {} steps of {} triplets",
+            pools.normal.len(),
+            protocol.normal_name(&data.train.class_names),
+            pools.anomalous.len(),
+            args.epochs * args.steps_per_epoch,
+            args.batch_size
+        );
+    }
+    let options = TrainOptions {
+        progress: !args.quiet,
+        protocol: Some(protocol),
+        reference_ops: args.reference_ops,
+        data: status,
+        calibrate_fpr: Some(args.fpr),
+    };
+    let mut model = params.fit(&pools, &device, &options)?;
+    model.config.dataset = dataset.declaration().map(|d| d.spec());
+    model.save(&args.out)?;
+    if !args.quiet {
+        eprintln!(
+            "saved {} ({:.1} s)",
+            args.out.display(),
+            model.config.train_seconds
+        );
+    }
+    report_evaluation(&model, data_dir, args.json)
+}
+
+/// `eidn select-recipe`: validation of the EIDN+ candidates on a dataset's training split.
+pub fn select_recipe(
+    args: &SelectRecipeArgs,
+    data_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<ExitCode> {
+    use eidn::experiment::recipe;
+    let dataset = DatasetName::resolve(&args.dataset)?;
+    let (text, origin) = match &args.candidates {
+        Some(f) => (
+            std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+            f.clone(),
+        ),
+        None => (
+            recipe::CANDIDATES.to_string(),
+            PathBuf::from("configs/eidn_plus_candidates.toml"),
+        ),
+    };
+    let spec = recipe::select_spec(&text, &origin, dataset)?;
+    ensure(&[dataset], data_dir, mirror, args.quiet)?;
+    let device = parse_device(&args.device)?;
+    // Only the training split goes in: the selection has no way to read the test split.
+    let train = load(dataset, data_dir, 0)?.train;
+    let selection = recipe::select(&train, dataset, &spec, &device, !args.quiet)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create it", args.out.display()))?;
+    let md = selection.markdown(&spec);
+    eidn::experiment::write_atomic(&args.out.join(format!("{dataset}.md")), md.as_bytes())?;
+    eidn::experiment::write_atomic(
+        &args.out.join(format!("{dataset}.toml")),
+        selection.recipe_toml().as_bytes(),
+    )?;
+    out!("{md}")?;
+    let name = &selection.rows[selection.chosen].0;
+    if selection.matches_committed() {
+        out!("chosen: {name}, the recipe committed in configs/eidn_plus.toml")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out!(
+            "chosen: {name}, which is NOT the recipe committed in configs/eidn_plus.toml; \
+             the chosen one is in {}",
+            args.out.join(format!("{dataset}.toml")).display()
+        )?;
+        Ok(ExitCode::from(CHECK_FAILED))
+    }
+}
+
+/// Test ROC AUC and AP of `model` on its protocol's test set.
+fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCode> {
+    let protocol = model
+        .config
+        .protocol
+        .clone()
+        .context("the model records no data protocol, so its test set is unknown")?;
+    if let Some(spec) = &model.config.dataset {
+        declare_spec(spec, "the model's eidn.json")?;
+    }
+    let data = load(protocol.dataset, data_dir, protocol.seed)?;
+    let test = protocol.test_set(&data)?;
+    let start = Instant::now();
+    let scores = model.score(&test.images)?;
+    let score_seconds = start.elapsed().as_secs_f64();
+    let auc = roc_auc(&scores, &test.is_anomaly)?;
+    let ap = average_precision(&scores, &test.is_anomaly)?;
+    if json {
+        let out = serde_json::json!({
+            "auc": auc,
+            "ap": ap,
+            "train_seconds": model.config.train_seconds,
+            "score_seconds": score_seconds,
+            "steps": model.config.steps,
+            "dataset": protocol.dataset,
+            "normal_class": protocol.normal_class,
+            "normal_classes": protocol.normal_classes(),
+            "normal_name": protocol.normal_name(&data.test.class_names),
+            "anomaly_ratio": protocol.anomaly_ratio,
+            "seed": protocol.seed,
+            "n_test": test.images.len(),
+            "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
+        });
+        out!("{}", serde_json::to_string_pretty(&out)?)?;
+    } else {
+        out!(
+            "{} normal {} at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
+            protocol.dataset,
+            protocol.normal_name(&data.test.class_names),
+            protocol.anomaly_ratio,
+            test.images.len(),
+            model.config.steps,
+            model.config.train_seconds
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,183 @@
+//! A grid command end to end: the results folder, the thread set-up, the plan, the data
+//! fetched and verified, then the run. The binary's `reproduce` and `regress` call it.
+
+use std::path::{Path, PathBuf};
+
+use super::cost::Plan;
+use super::meta::{current_commit, machine_description, RunMeta};
+use super::profile::{Cell, Shard, StageId, ValidProfile, BUILTIN};
+use super::runner::{run_profile, RunOptions, RunSummary};
+use super::select::select;
+use super::store::{read_records, ResultStore};
+use super::ExperimentError;
+use crate::data::ensure::ensure;
+use crate::data::DatasetName;
+use crate::kernels::threads;
+use crate::model::{deep_sad, parse_device, CONFIG_FILE};
+
+/// What a grid command asks for.
+#[derive(Clone, Debug)]
+pub struct GridRequest {
+    /// The profile as the user named it (a built-in name or a file).
+    pub profile_arg: String,
+    /// Results folder (default: `results/<profile name>`).
+    pub results: Option<PathBuf>,
+    pub shard: Option<Shard>,
+    /// Stages to run; empty = all.
+    pub only: Vec<StageId>,
+    /// Seeds to run; empty = all.
+    pub seeds: Vec<u64>,
+    pub device: String,
+    pub quiet: bool,
+    /// Cells at once (default: one per core on CPU, one on a GPU).
+    pub jobs: Option<usize>,
+    /// Print the plan and stop.
+    pub dry_run: bool,
+    pub data_dir: PathBuf,
+    pub mirror: Option<String>,
+}
+
+/// `<root>/<profile name>`, unless the profile is a file named like a built-in profile:
+/// then its results or report would overwrite the built-in's, so the folder must be given.
+pub fn default_folder(
+    root: &str,
+    profile_arg: &str,
+    profile: &ValidProfile,
+) -> Result<PathBuf, ExperimentError> {
+    let builtin = BUILTIN.iter().any(|(n, _)| *n == profile.name);
+    if builtin && profile_arg != profile.name {
+        return Err(ExperimentError::Usage(format!(
+            "{profile_arg} is named {:?} like the built-in profile, so its default {root}/{} would overwrite the built-in's; \
+             rename it, or pass --results and --out",
+            profile.name, profile.name
+        )));
+    }
+    Ok(PathBuf::from(root).join(&profile.name))
+}
+
+/// Runs a profile's grid into its results folder; returns what the run did and the folder
+/// (None for a dry run, which only prints the plan). Fixes the process's threads for the
+/// number of cells run at once ([`threads::init`]) before any compute.
+pub fn run_grid(
+    req: &GridRequest,
+    profile: &ValidProfile,
+) -> Result<Option<(RunSummary, PathBuf)>, ExperimentError> {
+    let results = match &req.results {
+        Some(r) => r.clone(),
+        None => default_folder("results", &req.profile_arg, profile)?,
+    };
+    let device = parse_device(&req.device)?;
+    if let Some(s) = req.seeds.iter().find(|s| !profile.all_seeds().contains(s)) {
+        return Err(ExperimentError::Usage(format!(
+            "seed {s} is not one of profile {}'s seeds {:?}",
+            profile.name,
+            profile.all_seeds()
+        )));
+    }
+    let cells = profile.cells_of(&req.only, &req.seeds);
+    // One cell per core by default, each on one thread; one cell at a time on a GPU.
+    let jobs = match req.jobs {
+        Some(n) => n,
+        None if device.is_cpu() => threads::cores(),
+        None => 1,
+    }
+    .clamp(1, cells.len().max(1));
+    threads::init(jobs)?;
+    print_plan(req, profile, &results, &cells, jobs)?;
+    if req.dry_run {
+        return Ok(None);
+    }
+    let mut datasets: Vec<DatasetName> = cells.iter().map(|c| c.protocol.dataset).collect();
+    datasets.sort_unstable();
+    datasets.dedup();
+    let mut store = ResultStore::open(&results, req.shard.map(|s| s.tag()).as_deref())?;
+    let verified = ensure(&datasets, &req.data_dir, req.mirror.as_deref(), req.quiet)?;
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let meta = RunMeta {
+        profile: profile.name.clone(),
+        only: req.only.iter().map(|s| s.as_str().to_string()).collect(),
+        shard: req.shard.map(|s| format!("{}/{}", s.index, s.count)),
+        commit: current_commit(),
+        machine: machine_description(),
+        device: req.device.clone(),
+        seeds: if req.seeds.is_empty() {
+            profile.all_seeds()
+        } else {
+            req.seeds.clone()
+        },
+        started_unix,
+        wall_seconds: 0.0,
+        cells: cells.len(),
+        cells_run: 0,
+        records_written: 0,
+        missing_data: Vec::new(),
+        failed: Vec::new(),
+        profile_spec: Some((**profile).clone()),
+        pid: std::process::id(),
+    };
+    let options = RunOptions {
+        data_dir: req.data_dir.clone(),
+        verified,
+        device,
+        shard: req.shard,
+        only: req.only.clone(),
+        seeds: req.seeds.clone(),
+        verbose: !req.quiet,
+        jobs,
+        meta: Some(meta),
+    };
+    eprintln!(
+        "profile {}: {} cells{}{}; results in {}",
+        profile.name,
+        cells.len(),
+        req.shard.map_or(String::new(), |s| format!(
+            " (shard {}/{})",
+            s.index, s.count
+        )),
+        match options.jobs {
+            1 => String::new(),
+            n => format!(", {n} at a time"),
+        },
+        results.display()
+    );
+    let summary = run_profile(profile, &mut store, &options)?;
+    eprintln!(
+        "{} cells: {} run, {} already done, {} without data, {} failed; {} records written in {:.0} s",
+        summary.cells,
+        summary.cells_run,
+        summary.cells_already_done,
+        summary.missing_data.len(),
+        summary.failed.len(),
+        summary.records_written,
+        summary.wall_seconds
+    );
+    Ok(Some((summary, results)))
+}
+
+/// The cells and networks left (of this shard) and the wall time they will take here.
+fn print_plan(
+    req: &GridRequest,
+    profile: &ValidProfile,
+    results: &Path,
+    cells: &[Cell],
+    jobs: usize,
+) -> Result<(), ExperimentError> {
+    let mine: Vec<_> = cells
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| req.shard.is_none_or(|s| s.takes(*i)))
+        .map(|(_, c)| c.clone())
+        .collect();
+    let counted = select(&read_records(results)?, profile)?.counted;
+    let plan = Plan::new(&mine, &counted, |c| {
+        let dir = results.join("encoders").join(c.id());
+        dir.join(CONFIG_FILE).is_file() || dir.join(deep_sad::CONFIG_FILE).is_file()
+    })?;
+    let per_step = plan.calibrate(&parse_device(&req.device)?)?;
+    for line in plan.describe(&per_step, &req.profile_arg, jobs) {
+        eprintln!("{line}");
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+//! What a run records about itself: where and how it ran, and which build ran it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::files::write_atomic;
+use super::profile::Profile;
+use super::ExperimentError;
+
+/// Where and how a run happened; one JSON file per run under `<results>/runs/`, which the
+/// report's header sums up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunMeta {
+    pub profile: String,
+    pub only: Vec<String>,
+    pub shard: Option<String>,
+    pub commit: String,
+    pub machine: String,
+    pub device: String,
+    pub seeds: Vec<u64>,
+    pub started_unix: u64,
+    pub wall_seconds: f64,
+    pub cells: usize,
+    pub cells_run: usize,
+    pub records_written: usize,
+    pub missing_data: Vec<String>,
+    /// Cells that could not run, with the reason.
+    #[serde(default)]
+    pub failed: Vec<(String, String)>,
+    /// The profile as it ran: the report counts only records this profile asks for.
+    #[serde(default)]
+    pub profile_spec: Option<Profile>,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+impl RunMeta {
+    /// Writes `<results>/runs/<started>-<shard>-<pid>.json` atomically (the pid keeps two
+    /// runs started in the same second apart).
+    pub fn save(&self, results: &Path) -> Result<PathBuf, ExperimentError> {
+        let dir = results.join("runs");
+        std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
+        let tag = self.shard.as_deref().unwrap_or("all").replace('/', "-of-");
+        let path = dir.join(format!("{}-{tag}-{}.json", self.started_unix, self.pid));
+        let json = serde_json::to_vec_pretty(self).expect("run meta serialises");
+        write_atomic(&path, &json)?;
+        Ok(path)
+    }
+
+    /// Every run of a results folder, oldest first (unreadable files are skipped with a
+    /// warning: they describe runs, not results).
+    pub fn read_all(results: &Path) -> Vec<RunMeta> {
+        let dir = results.join("runs");
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        paths.sort();
+        paths
+            .into_iter()
+            .filter_map(|p| {
+                let parsed = std::fs::read_to_string(&p)
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                if parsed.is_none() {
+                    eprintln!("warning: {} is not a run description; ignored", p.display());
+                }
+                parsed
+            })
+            .collect()
+    }
+}
+
+/// `git rev-parse --short HEAD` (plus "-dirty" when the tree has changes), or "unknown".
+pub fn current_commit() -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head) => {
+            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("{head}-dirty")
+            } else {
+                head
+            }
+        }
+        None => "unknown".into(),
+    }
+}
+
+/// CPU model and core count, e.g. "AMD EPYC 9654 96-Core Processor, 2 cores".
+pub fn machine_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores")
+}
