@@ -46,7 +46,7 @@ fn main() {
 
     // Scoring as `eidn score` does it: list, decode in chunks of 1,024 on all cores, score.
     let start = Instant::now();
-    let (files, _) = list_images(&[dir.path().to_path_buf()]).unwrap();
+    let files = list_images(&[dir.path().to_path_buf()]).unwrap().images;
     let mut scored = 0;
     for chunk in files.chunks(1024) {
         let mut set = ImageSet {

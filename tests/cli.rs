@@ -314,6 +314,11 @@ fn reproduce_fetches_missing_data_first() {
         err.contains("could not be downloaded") && err.contains("Tried: http://127.0.0.1:9/mnist/"),
         "{err}"
     );
+    // Issue 27 item 5: the failed download leaves no empty folder that looks like data.
+    assert!(
+        !data.join("mnist").exists(),
+        "an empty mnist/ was left behind"
+    );
     let mut online = eidn(&data);
     grid(online.arg("--data-mirror").arg(&base));
     let (code, _, err) = run(&mut online);

@@ -394,6 +394,13 @@ fn declare_inline(kind: KindName, path: &Path) -> Result<DatasetName, DataError>
         },
         path.display()
     );
+    if path.as_os_str().is_empty() {
+        return Err(DataError::Declaration {
+            origin,
+            message: "no path after the colon: name the dataset's folder, e.g. folder:./parts"
+                .into(),
+        });
+    }
     let abs = std::path::absolute(path).map_err(|e| DataError::io(path, e))?;
     let stem: String = abs
         .file_name()

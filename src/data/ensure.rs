@@ -51,6 +51,11 @@ pub fn ensure(
         };
         let dir = name.dir(data_dir);
         if let Err(e) = fetch_dataset(entry, &dir, &options) {
+            // No empty folder left behind to look like a dataset (partial downloads stay,
+            // so the next run resumes them).
+            if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+                let _ = std::fs::remove_dir(&dir);
+            }
             // Files are fetched in order and the first failure stops the fetch: the first
             // file still absent is the one whose sources were tried.
             let tried: Vec<String> = entry

@@ -34,6 +34,16 @@ pub fn shape(class: usize, rng: &mut impl Rng) -> image::GrayImage {
 /// Writes `counts[c]` images of each shape into `root/<shape>/` (every third a JPEG), all
 /// drawn from `seed`.
 pub fn write_shapes(root: &Path, counts: [usize; 3], seed: u64) -> Result<(), DataError> {
+    // Never into a folder that holds something: its files would be mixed with or replaced
+    // by made-up ones.
+    let non_empty = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_some());
+    if non_empty {
+        return Err(DataError::Layout {
+            path: root.to_path_buf(),
+            message: "is not empty; `eidn data example` writes only into a new or empty folder"
+                .into(),
+        });
+    }
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     for (c, name) in SHAPES.iter().enumerate() {
         let folder = root.join(name);

@@ -117,6 +117,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     Ok(())
 }
 
+/// Prints `message` on stderr once per process: a dataset is listed again by every step
+/// that needs it (verify, the plan, the load), and its warnings need saying once.
+pub fn warn_once(message: String) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
+    if !said.contains(&message) {
+        eprintln!("{message}");
+        said.push(message);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

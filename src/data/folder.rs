@@ -3,8 +3,8 @@
 //! `ROOT/test/<class>/...` (the given split). Class names are the folder names, labels their
 //! sorted order. Images are decoded to one size and channel count (declared, or taken from
 //! the images: their own size when all agree and it is at most 64x64, else 32x32) and packed
-//! once into a cache file keyed by the listing (names, sizes, classes, options), so the
-//! next load reads that instead of decoding again. Concrete Cracks is such a folder.
+//! once into a cache file keyed by the listing (names, sizes, classes, options) and each
+//! file's contents, so the next load reads that instead of decoding again. Concrete Cracks is such a folder.
 
 use std::path::{Path, PathBuf};
 
@@ -14,16 +14,20 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use sha2::{Digest, Sha256};
 
+use super::files::warn_once;
 use super::files::write_atomic;
-use super::images::{decode_many, list_images, MAX_SIDE};
+use super::images::{decode_many, list_images, ImageFiles, MAX_SIDE};
 use super::{DataError, Dataset, DatasetName, ImageSet};
 
 /// Images at most this side keep their own size when no size is declared.
 pub const MAX_NATIVE_SIDE: usize = 64;
 /// The size used otherwise (the paper's 32x32).
 pub const DEFAULT_SIDE: usize = 32;
-const CACHE_MAGIC: &[u8; 8] = b"EIDNIF01";
-const CACHE_HEADER: usize = 8 + 5 * 4 + 32;
+const CACHE_MAGIC: &[u8; 8] = b"EIDNIF02";
+/// Magic, five sizes, the listing's fingerprint, the payload's SHA-256.
+const CACHE_HEADER: usize = 8 + 5 * 4 + 32 + 32;
+/// Per file: its modification and status-change times (ns) and the SHA-256 of its bytes.
+const CACHE_ENTRY: usize = 8 + 8 + 32;
 /// The header's `n_train` when the split is made per seed rather than given by folders.
 const NO_SPLIT: u32 = u32::MAX;
 
@@ -139,7 +143,7 @@ pub fn load(
         None => {
             let shape = shape_of(&listing.files, name, options, true)?;
             let set = decode_all(&listing, shape)?;
-            if let Err(e) = write_cache(&cache, &fingerprint, &set, listing.n_train) {
+            if let Err(e) = write_cache(&cache, &fingerprint, &listing, &set) {
                 // The data is still good; only the next load will be slower.
                 eprintln!("warning: {name}: could not write the decoded-image cache: {e}");
             }
@@ -150,6 +154,23 @@ pub fn load(
         Some(n) => ((0..n).collect(), (n..all.len()).collect()),
         None => split_indices(&all.labels, 1.0 - options.test_fraction, seed),
     };
+    if listing.n_train.is_none() && (train_idx.is_empty() || test_idx.is_empty()) {
+        let counts: Vec<String> = (listing.class_names.iter())
+            .zip(all.class_counts())
+            .map(|(c, n)| format!("{c}: {n}"))
+            .collect();
+        return Err(layout_error(
+            root,
+            format!(
+                "{name}: {} image(s) ({}); holding out {} of each class for testing leaves the {} split \
+                 empty: add images, or give train/ and test/ folders",
+                all.len(),
+                counts.join(", "),
+                options.test_fraction,
+                if train_idx.is_empty() { "training" } else { "test" }
+            ),
+        ));
+    }
     let dataset = Dataset {
         name,
         train: all.select(&train_idx),
@@ -229,8 +250,16 @@ fn class_dirs(
     let mut dirs = Vec::new();
     for entry in std::fs::read_dir(base).map_err(|e| DataError::io(base, e))? {
         let entry = entry.map_err(|e| DataError::io(base, e))?;
-        let file_name = entry.file_name().to_string_lossy().to_string();
-        if entry.path().is_dir() && !file_name.starts_with('.') {
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+            return Err(layout_error(
+                &entry.path(),
+                format!("{name}: a class folder whose name is not valid UTF-8; rename it (class names are text in records and reports)"),
+            ));
+        };
+        if !file_name.starts_with('.') {
             dirs.push((file_name.clone(), file_name));
         }
     }
@@ -261,7 +290,7 @@ fn list(
 ) -> Result<Listing, DataError> {
     let (base, test) = layout(root, name, options)?;
     let classes = class_dirs(&base, name, options)?;
-    let mut skipped = Vec::new();
+    let mut skipped = ImageFiles::default();
     let mut files = Vec::new();
     for (label, (dir, _)) in classes.iter().enumerate() {
         let folder = base.join(dir);
@@ -310,17 +339,25 @@ fn list(
             return Err(layout_error(test, "holds no test images".into()));
         }
     }
-    skipped.retain(|p| {
+    skipped.skipped.retain(|p| {
         !p.file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with('.'))
     });
-    if warn && !skipped.is_empty() {
-        eprintln!(
+    if warn && !skipped.skipped.is_empty() {
+        warn_once(format!(
             "warning: {name}: skipped {} file(s) that are not images ({}), e.g. {}",
-            skipped.len(),
+            skipped.skipped.len(),
             super::images::IMAGE_EXTENSIONS.join(", "),
-            skipped[0].display()
-        );
+            skipped.skipped[0].display()
+        ));
+    }
+    if warn {
+        for (path, why) in &skipped.refused {
+            warn_once(format!(
+                "warning: {name}: not read: {}: {why}",
+                path.display()
+            ));
+        }
     }
     Ok(Listing {
         class_names: classes.into_iter().map(|(_, n)| n).collect(),
@@ -333,11 +370,12 @@ fn list_class(
     folder: &Path,
     label: u8,
     files: &mut Vec<Listed>,
-    skipped: &mut Vec<PathBuf>,
+    skipped: &mut ImageFiles,
 ) -> Result<(), DataError> {
-    let (images, other) = list_images(&[folder.to_path_buf()])?;
-    skipped.extend(other);
-    for path in images {
+    let found = list_images(&[folder.to_path_buf()])?;
+    skipped.skipped.extend(found.skipped);
+    skipped.refused.extend(found.refused);
+    for path in found.images {
         let len = std::fs::metadata(&path)
             .map_err(|e| DataError::io(&path, e))?
             .len();
@@ -358,10 +396,10 @@ fn shape_of(
     }
     let mut sizes: Option<((u32, u32), &Path)> = None;
     let mut mixed: Option<(&Path, (u32, u32))> = None;
-    let mut colour = false;
+    let mut colour = 0;
     for (path, _, _) in files {
         let (dims, is_colour) = header(path)?;
-        colour |= is_colour;
+        colour += usize::from(is_colour);
         match sizes {
             None => sizes = Some((dims, path)),
             Some((first, _)) if first != dims && mixed.is_none() => mixed = Some((path, dims)),
@@ -369,7 +407,18 @@ fn shape_of(
         }
     }
     let ((w, h), first) = sizes.expect("a listing holds at least one image per class");
-    let channels = options.channels.unwrap_or(if colour { 3 } else { 1 });
+    // By majority: one CMYK or colour-profiled JPEG must not make a grey dataset RGB.
+    let channels = options
+        .channels
+        .unwrap_or(if 2 * colour > files.len() { 3 } else { 1 });
+    if say && options.channels.is_none() && colour > 0 && colour < files.len() {
+        warn_once(format!(
+            "{name}: {colour} of {} images are in colour: read as {} (the majority); declare \
+             channels = 1 or 3 to choose",
+            files.len(),
+            if channels == 3 { "RGB" } else { "grey" }
+        ));
+    }
     let [height, width] = match (options.size, mixed) {
         (Some(size), _) => size,
         (None, Some((other, (w2, h2)))) => {
@@ -388,15 +437,17 @@ fn shape_of(
         (None, None) => [DEFAULT_SIDE, DEFAULT_SIDE],
     };
     if say {
-        eprintln!(
-            "{name}: {} images of {w}x{h} -> network input {channels}x{height}x{width}{}",
-            files.len(),
-            if options.size.is_none() && [height, width] != [h as usize, w as usize] {
-                format!(" (larger than {MAX_NATIVE_SIDE}x{MAX_NATIVE_SIDE}: resized; declare size to choose)")
-            } else {
-                String::new()
-            }
-        );
+        let n = files.len();
+        warn_once(match (options.size, [height, width] == [h as usize, w as usize]) {
+            (Some(_), _) => format!(
+                "{name}: {n} images -> network input {channels}x{height}x{width} (the declared size)"
+            ),
+            (None, true) => format!("{name}: {n} images of {w}x{h} -> network input {channels}x{height}x{width}"),
+            (None, false) => format!(
+                "{name}: {n} images of {w}x{h} -> network input {channels}x{height}x{width} (larger \
+                 than {MAX_NATIVE_SIDE}x{MAX_NATIVE_SIDE}: resized; declare size to choose)"
+            ),
+        });
     }
     Ok([channels, height, width])
 }
@@ -422,6 +473,8 @@ fn header(path: &Path) -> Result<((u32, u32), bool), DataError> {
     Ok(((w, h), decoder.color_type().has_color()))
 }
 
+/// Everything the cache's pixels depend on except the files' contents: the options, the
+/// classes, the split and each file's name, label and size.
 fn fingerprint(root: &Path, listing: &Listing, options: &FolderOptions) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(format!(
@@ -433,6 +486,34 @@ fn fingerprint(root: &Path, listing: &Listing, options: &FolderOptions) -> [u8; 
         h.update(format!("{label}\t{name}\t{len}\n"));
     }
     h.finalize().into()
+}
+
+/// A file's modification and status-change times, in nanoseconds since the epoch (0 when
+/// unknown). Why the status change too: a user can set a file's modification time back,
+/// but not its status-change time, which any rewrite moves.
+fn stamps(path: &Path) -> [u64; 2] {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return [0, 0];
+    };
+    let modified = (meta.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as u64);
+    #[cfg(unix)]
+    let changed = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ctime() as u64)
+            .wrapping_mul(1_000_000_000)
+            .wrapping_add(meta.ctime_nsec() as u64)
+    };
+    #[cfg(not(unix))]
+    let changed = 0;
+    [modified, changed]
+}
+
+/// SHA-256 of a file's bytes.
+fn content_hash(path: &Path) -> Result<[u8; 32], DataError> {
+    let bytes = super::images::read_image_file(path)?;
+    Ok(Sha256::digest(&bytes).into())
 }
 
 /// Decodes and resizes every image on all cores; the first bad file is the error.
@@ -452,6 +533,11 @@ fn decode_all(listing: &Listing, shape: [usize; 3]) -> Result<ImageSet, DataErro
     })
 }
 
+/// The cached images when the cache was written for these files with these contents:
+/// files whose times changed are hashed again and compared with the hash taken when the
+/// cache was written (an image replaced by another of the same size, its modification time
+/// set back, is still caught). A damaged cache (its payload checksum fails) is rebuilt, never
+/// read.
 fn read_cache(
     path: &Path,
     fingerprint: &[u8; 32],
@@ -462,57 +548,93 @@ fn read_cache(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(DataError::io(path, e)),
     };
-    let bad = |message: &str| DataError::BadCache {
-        path: path.to_path_buf(),
-        message: format!("{message}; delete it and it will be rebuilt from the images"),
+    let rebuild = |why: &str| {
+        warn_once(format!(
+            "warning: {}: {why}; rebuilding it from the images",
+            path.display()
+        ));
+        Ok(None)
     };
     if bytes.len() < CACHE_HEADER || &bytes[..8] != CACHE_MAGIC {
-        return Err(bad("not an eidn image cache"));
+        return rebuild("not an image cache of this eidn version");
     }
     let word = |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap());
     let [c, h, w, n, n_train] = [0, 1, 2, 3, 4].map(|i| word(i) as usize);
     if &bytes[28..60] != fingerprint {
-        // Files or options changed since the cache was written: rebuild it.
+        // Files or options changed since the cache was written.
         return Ok(None);
     }
     let image_len = (c * h * w) as u64;
-    if bytes.len() as u64 != CACHE_HEADER as u64 + n as u64 * (1 + image_len)
+    let table = CACHE_HEADER + n * CACHE_ENTRY;
+    if bytes.len() as u64 != table as u64 + n as u64 * (1 + image_len)
         || n != listing.files.len()
         || listing.n_train.map_or(NO_SPLIT as usize, |t| t) != n_train
     {
-        return Err(bad("length does not match its header"));
+        return rebuild("its length does not match its header");
+    }
+    let payload = &bytes[table..];
+    if Sha256::digest(payload).as_slice() != &bytes[60..92] {
+        return rebuild("its checksum fails (the file is damaged)");
+    }
+    // Files touched but unchanged (copied, `touch`ed): the cache is still good, and written
+    // again with their new times so the next load need not hash them.
+    let mut restamp = false;
+    for (i, (file, _, _)) in listing.files.iter().enumerate() {
+        let entry = &bytes[CACHE_HEADER + i * CACHE_ENTRY..][..CACHE_ENTRY];
+        let stored = [0, 8].map(|at| u64::from_le_bytes(entry[at..at + 8].try_into().unwrap()));
+        if stamps(file) != stored {
+            if content_hash(file)?[..] != entry[16..] {
+                // This image changed since the cache was written.
+                return Ok(None);
+            }
+            restamp = true;
+        }
     }
     let set = ImageSet {
-        labels: bytes[CACHE_HEADER..CACHE_HEADER + n].to_vec(),
-        pixels: bytes[CACHE_HEADER + n..].to_vec(),
+        labels: payload[..n].to_vec(),
+        pixels: payload[n..].to_vec(),
         channels: c,
         height: h,
         width: w,
         class_names: listing.class_names.clone(),
     };
     set.check(path)?;
+    if restamp {
+        let _ = write_cache(path, fingerprint, listing, &set);
+    }
     Ok(Some(set))
 }
 
 fn write_cache(
     path: &Path,
     fingerprint: &[u8; 32],
+    listing: &Listing,
     set: &ImageSet,
-    n_train: Option<usize>,
 ) -> Result<(), DataError> {
-    let mut bytes = Vec::with_capacity(CACHE_HEADER + set.labels.len() + set.pixels.len());
+    let n = set.len();
+    let mut bytes = Vec::with_capacity(CACHE_HEADER + n * (CACHE_ENTRY + 1) + set.pixels.len());
     bytes.extend_from_slice(CACHE_MAGIC);
-    let n_train = n_train.map_or(NO_SPLIT, |t| t as u32);
+    let n_train = listing.n_train.map_or(NO_SPLIT, |t| t as u32);
     for word in [
         set.channels as u32,
         set.height as u32,
         set.width as u32,
-        set.len() as u32,
+        n as u32,
         n_train,
     ] {
         bytes.extend_from_slice(&word.to_le_bytes());
     }
     bytes.extend_from_slice(fingerprint);
+    let mut payload = Sha256::new();
+    payload.update(&set.labels);
+    payload.update(&set.pixels);
+    bytes.extend_from_slice(&payload.finalize());
+    for (file, _, _) in &listing.files {
+        for stamp in stamps(file) {
+            bytes.extend_from_slice(&stamp.to_le_bytes());
+        }
+        bytes.extend_from_slice(&content_hash(file)?);
+    }
     bytes.extend_from_slice(&set.labels);
     bytes.extend_from_slice(&set.pixels);
     if let Some(parent) = path.parent() {

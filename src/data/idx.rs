@@ -63,7 +63,31 @@ pub fn load(
         Some(c) => c.to_vec(),
         None => {
             let top = train.labels.iter().chain(&test.labels).max().copied();
-            numbered_classes(top.map_or(0, |m| m as usize + 1))
+            let n = top.map_or(0, |m| m as usize + 1);
+            // Classes are numbered up to the largest label: a stray label would make empty
+            // classes that the grid then trains and reports on.
+            let mut counts = vec![0usize; n];
+            for &l in train.labels.iter().chain(&test.labels) {
+                counts[l as usize] += 1;
+            }
+            let empty: Vec<String> = (0..n)
+                .filter(|&c| counts[c] == 0)
+                .map(|c| c.to_string())
+                .collect();
+            if !empty.is_empty() {
+                return Err(DataError::BadHeader {
+                    path: paths[1].clone(),
+                    message: format!(
+                        "labels run up to {} but {} of them ({}{}) have no image in either split: a stray \
+                         label? declare classes = [...] for the dataset to name its real classes",
+                        n - 1,
+                        empty.len(),
+                        empty[..empty.len().min(8)].join(", "),
+                        if empty.len() > 8 { ", ..." } else { "" }
+                    ),
+                });
+            }
+            numbered_classes(n)
         }
     };
     train.class_names = names.clone();

@@ -23,39 +23,147 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
-/// The image files among `paths`: files as given (whatever their extension), folders
-/// walked recursively for files with an image extension, sorted. Other files found in
-/// folders are returned second, to be reported as skipped.
-pub fn list_images(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), DataError> {
-    let mut images = Vec::new();
-    let mut skipped = Vec::new();
-    let mut folders: Vec<PathBuf> = Vec::new();
+/// What [`list_images`] found.
+#[derive(Debug, Default, PartialEq)]
+pub struct ImageFiles {
+    /// Image files, sorted; each real file once.
+    pub images: Vec<PathBuf>,
+    /// Files in the folders without an image extension.
+    pub skipped: Vec<PathBuf>,
+    /// What was not read, with the reason: symbolic links to folders (never followed, so a
+    /// link loop cannot multiply the images), links that leave the folder given, and
+    /// special files (pipes, devices, sockets), which could hang or never end.
+    pub refused: Vec<(PathBuf, &'static str)>,
+}
+
+/// The image files among `paths`: files as given (whatever their extension; each must be a
+/// regular file, or a link to one), folders walked recursively for regular files with an
+/// image extension. Inside a folder, a symbolic link to a file is read once per real file
+/// and only when it stays inside that folder; links to folders are not followed.
+pub fn list_images(paths: &[PathBuf]) -> Result<ImageFiles, DataError> {
+    let mut found = ImageFiles::default();
+    let mut seen = std::collections::HashSet::new();
     for p in paths {
         let meta = std::fs::metadata(p).map_err(|e| DataError::io(p, e))?;
         if meta.is_dir() {
-            folders.push(p.clone());
+            let root = p.canonicalize().map_err(|e| DataError::io(p, e))?;
+            walk(p, &root, &mut found, &mut seen)?;
+        } else if meta.is_file() {
+            found.images.push(p.clone());
         } else {
-            images.push(p.clone());
+            return Err(DataError::Layout {
+                path: p.clone(),
+                message: "not a regular file or folder (a pipe, device or socket); refused".into(),
+            });
         }
     }
-    while let Some(dir) = folders.pop() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(|e| DataError::io(&dir, e))?
-            .map(|e| e.map(|e| e.path()).map_err(|e| DataError::io(&dir, e)))
-            .collect::<Result<_, _>>()?;
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                folders.push(path);
-            } else if is_image(&path) {
-                images.push(path);
-            } else {
-                skipped.push(path);
+    found.images.sort();
+    Ok(found)
+}
+
+/// Adds the images under `dir` (inside the real folder `root`) to `found`.
+fn walk(
+    dir: &Path,
+    root: &Path,
+    found: &mut ImageFiles,
+    seen: &mut std::collections::HashSet<PathBuf>,
+) -> Result<(), DataError> {
+    let mut entries: Vec<(PathBuf, std::fs::FileType)> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .map(|e| {
+            let e = e.map_err(|e| DataError::io(dir, e))?;
+            let kind = e.file_type().map_err(|err| DataError::io(e.path(), err))?;
+            Ok((e.path(), kind))
+        })
+        .collect::<Result<_, DataError>>()?;
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        let (is_dir, is_file) = if kind.is_symlink() {
+            match (std::fs::metadata(&path), path.canonicalize()) {
+                (Ok(m), _) if m.is_dir() => {
+                    found
+                        .refused
+                        .push((path, "a link to a folder (not followed)"));
+                    continue;
+                }
+                (Ok(m), Ok(real)) if m.is_file() && real.starts_with(root) => {
+                    if !seen.insert(real) {
+                        continue;
+                    }
+                    (false, true)
+                }
+                (Ok(m), _) if m.is_file() => {
+                    found
+                        .refused
+                        .push((path, "a link out of the folder (not read)"));
+                    continue;
+                }
+                (Ok(_), _) => (false, false),
+                (Err(_), _) => {
+                    found.refused.push((path, "a broken link"));
+                    continue;
+                }
             }
+        } else {
+            (kind.is_dir(), kind.is_file())
+        };
+        if is_dir {
+            walk(&path, root, found, seen)?;
+        } else if !is_file {
+            found
+                .refused
+                .push((path, "not a regular file (a pipe, device or socket)"));
+        } else if is_image(&path) {
+            // Each real file once, whichever of its names (a link, the file) comes first.
+            let real = path.canonicalize().map_err(|e| DataError::io(&path, e))?;
+            if kind.is_symlink() || seen.insert(real) {
+                found.images.push(path);
+            }
+        } else {
+            found.skipped.push(path);
         }
     }
-    images.sort();
-    Ok((images, skipped))
+    Ok(())
+}
+
+/// Files larger than this are refused before they are read (an uncompressed 8192 x 8192 RGB
+/// TIFF is 192 MiB).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
+/// The bytes of an image file, refusing special files and files over [`MAX_FILE_BYTES`]
+/// before reading them.
+pub fn read_image_file(path: &Path) -> Result<Vec<u8>, DataError> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| DataError::io(path, e))?;
+    let refuse = |message: String| DataError::Layout {
+        path: path.to_path_buf(),
+        message,
+    };
+    if !meta.is_file() {
+        return Err(refuse(
+            "not a regular file (a pipe, device or socket); refused".into(),
+        ));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(refuse(format!(
+            "{} bytes; image files over {} MiB are refused",
+            meta.len(),
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(refuse(format!(
+            "grew past {} MiB while it was read; refused",
+            MAX_FILE_BYTES >> 20
+        )));
+    }
+    Ok(bytes)
 }
 
 /// Decodes `path` into `dst` as `[channels, height, width]` u8 (channels 1 = grey, 3 = RGB),
@@ -63,7 +171,7 @@ pub fn list_images(paths: &[PathBuf]) -> Result<(Vec<PathBuf>, Vec<PathBuf>), Da
 pub fn decode_into(path: &Path, shape: [usize; 3], dst: &mut [u8]) -> Result<(), DataError> {
     let [channels, height, width] = shape;
     assert_eq!(dst.len(), channels * height * width, "destination size");
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = read_image_file(path)?;
     if bytes.starts_with(&[0xFF, 0xD8]) {
         check_jpeg_complete(path, &bytes)?;
     }
@@ -192,8 +300,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("notes.txt"), "{err}");
-        let (images, skipped) = list_images(&[dir.path().to_path_buf()]).unwrap();
-        assert_eq!((images, skipped), (vec![png], vec![text]));
+        let found = list_images(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!((found.images, found.skipped), (vec![png], vec![text]));
     }
 
     #[test]

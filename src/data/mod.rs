@@ -19,6 +19,7 @@ pub mod idx;
 pub mod images;
 pub mod manifest;
 pub mod mnist;
+pub mod present;
 pub mod protocol;
 pub mod verify;
 
@@ -208,6 +209,39 @@ pub struct Dataset {
     pub name: DatasetName,
     pub train: ImageSet,
     pub test: ImageSet,
+}
+
+/// What a dataset held when a model was trained on it, so that a later evaluation can tell
+/// whether it still holds the same images.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataFingerprint {
+    /// SHA-256 of both splits' shapes, labels and pixels.
+    pub sha256: String,
+    pub train: usize,
+    pub test: usize,
+}
+
+impl Dataset {
+    pub fn fingerprint(&self) -> DataFingerprint {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for set in [&self.train, &self.test] {
+            h.update(format!(
+                "{}x{}x{} {}\n",
+                set.channels,
+                set.height,
+                set.width,
+                set.len()
+            ));
+            h.update(&set.labels);
+            h.update(&set.pixels);
+        }
+        DataFingerprint {
+            sha256: hex::encode(h.finalize()),
+            train: self.train.len(),
+            test: self.test.len(),
+        }
+    }
 }
 
 /// Loads a dataset: a built-in one from its folder under `data_dir`, a user's from its

@@ -146,9 +146,25 @@ impl OneVsRest {
             .join("+")
     }
 
+    /// One line for errors: "mnist, normal class 3, anomaly ratio 0.01, seed 0".
+    pub fn describe(&self) -> String {
+        let normal: Vec<String> = self.normal_classes().iter().map(u8::to_string).collect();
+        let how = if self.deep_sad {
+            format!("gamma_l {}", self.gamma_l())
+        } else {
+            format!("anomaly ratio {}", self.anomaly_ratio)
+        };
+        format!(
+            "{}, normal class {}, {how}, seed {}",
+            self.dataset,
+            normal.join("+"),
+            self.seed
+        )
+    }
+
     fn invalid(&self, message: String) -> DataError {
         DataError::Protocol {
-            protocol: format!("{self:?}"),
+            protocol: self.describe(),
             message,
         }
     }
@@ -221,7 +237,12 @@ impl OneVsRest {
             0 if self.anomaly_ratio > 0.0 => 1,
             n => n,
         };
-        if normal.is_empty() || wanted > candidates.len() {
+        if normal.is_empty() {
+            return Err(self.invalid(
+                "the normal class has no training images (an empty class folder or label?)".into(),
+            ));
+        }
+        if wanted > candidates.len() {
             return Err(self.invalid(format!(
                 "needs {wanted} anomalies but only {} candidate images (and {} normal)",
                 candidates.len(),
@@ -273,7 +294,14 @@ impl OneVsRest {
             })
             .collect();
         let images = data.test.select(&keep);
-        let is_anomaly = images.labels.iter().map(|&l| !self.is_normal(l)).collect();
+        let is_anomaly: Vec<bool> = images.labels.iter().map(|&l| !self.is_normal(l)).collect();
+        let anomalies = is_anomaly.iter().filter(|&&a| a).count();
+        if anomalies == 0 || anomalies == is_anomaly.len() {
+            return Err(self.invalid(format!(
+                "the test split has {} normal and {anomalies} anomalous images; an AUC needs both",
+                is_anomaly.len() - anomalies
+            )));
+        }
         Ok(TestSet { images, is_anomaly })
     }
 }
@@ -438,5 +466,22 @@ mod tests {
         let err = parse_classes("bent", &names).unwrap_err();
         assert!(err.contains("good, scratch, dent"), "{err}");
         assert!(parse_classes("3", &names).is_err());
+    }
+
+    /// Issue 28 case 15: an empty normal class is named as such, and the protocol reads as
+    /// words, not as a Rust struct.
+    #[test]
+    fn an_empty_normal_class_is_named() {
+        let d = toy();
+        let mut train = d.train.clone();
+        train.labels.iter_mut().for_each(|l| *l = (*l).max(1));
+        let p = OneVsRest::new(d.name, 0, 0.5, 3);
+        let err = p.pools_from(&train).unwrap_err().to_string();
+        assert!(err.contains("normal class has no training images"), "{err}");
+        assert!(
+            err.contains("mnist, normal class 0, anomaly ratio 0.5, seed 3"),
+            "{err}"
+        );
+        assert!(!err.contains("OneVsRest"), "{err}");
     }
 }

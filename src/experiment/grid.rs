@@ -74,7 +74,31 @@ pub fn run_grid(
             profile.all_seeds()
         )));
     }
+    if let Some(s) = req
+        .only
+        .iter()
+        .find(|s| !profile.stages.iter().any(|st| st.id == **s))
+    {
+        let have: Vec<&str> = profile.stages.iter().map(|st| st.id.as_str()).collect();
+        return Err(ExperimentError::Usage(format!(
+            "--only {}: profile {} has no such stage (its stages: {})",
+            s.as_str(),
+            profile.name,
+            have.join(", ")
+        )));
+    }
     let cells = profile.cells_of(&req.only, &req.seeds);
+    if cells.is_empty() {
+        return Err(ExperimentError::Usage(format!(
+            "profile {} selects no cells{}",
+            profile.name,
+            if req.only.is_empty() {
+                ""
+            } else {
+                " with this --only"
+            }
+        )));
+    }
     // One cell per core by default, each on one thread; one cell at a time on a GPU.
     let jobs = match req.jobs {
         Some(n) => n,
@@ -83,14 +107,22 @@ pub fn run_grid(
     }
     .clamp(1, cells.len().max(1));
     threads::init(jobs)?;
+    // The folder's lock comes first: a second run is refused before it calibrates anything.
+    let store = if req.dry_run {
+        None
+    } else {
+        Some(ResultStore::open(
+            &results,
+            req.shard.map(|s| s.tag()).as_deref(),
+        )?)
+    };
     print_plan(req, profile, &results, &cells, jobs)?;
-    if req.dry_run {
+    let Some(mut store) = store else {
         return Ok(None);
-    }
+    };
     let mut datasets: Vec<DatasetName> = cells.iter().map(|c| c.protocol.dataset).collect();
     datasets.sort_unstable();
     datasets.dedup();
-    let mut store = ResultStore::open(&results, req.shard.map(|s| s.tag()).as_deref())?;
     let verified = ensure(&datasets, &req.data_dir, req.mirror.as_deref(), req.quiet)?;
     let started_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

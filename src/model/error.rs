@@ -12,6 +12,10 @@ pub enum ModelError {
         epoch: usize,
         loss: f32,
     },
+    #[error(
+        "training collapsed: {reason}; lower the learning rate (or the margin) and train again"
+    )]
+    Collapsed { reason: String },
     #[error("images are {got:?} but the model takes {want:?}")]
     InputShape { got: [usize; 3], want: [usize; 3] },
     // Shown, not chained as a source, so `{:#}` prints it once.

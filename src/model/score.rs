@@ -6,6 +6,26 @@ use super::ModelError;
 
 /// Euclidean norm of each `dim`-long row of `z`: the distance from the origin (EIDN) or from
 /// the centre (Deep SAD, whose embedding is `phi(x) - c`).
+/// Refuses a network that cannot rank: the scores of its training images are not all finite,
+/// or are all the same (a diverged or dead network gives every image one score, which a
+/// test would report as an AUC of 0.5).
+pub(crate) fn check_not_collapsed(scores: &[f64]) -> Result<(), ModelError> {
+    let collapsed = |reason: String| Err(ModelError::Collapsed { reason });
+    if let Some(bad) = scores.iter().find(|s| !s.is_finite()) {
+        return collapsed(format!("a training image scores {bad}"));
+    }
+    let (lo, hi) = (scores.iter()).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
+        (lo.min(s), hi.max(s))
+    });
+    if scores.len() > 1 && hi - lo <= 1e-6 * hi.abs().max(1e-12) {
+        return collapsed(format!(
+            "all {} training images score {hi} (the network gives every image the same score)",
+            scores.len()
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn row_norms(z: &[f32], dim: usize) -> Vec<f64> {
     z.chunks_exact(dim)
         .map(|v| v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt())
@@ -44,6 +64,25 @@ impl Calibration {
         };
         c.threshold = c.threshold_at(fpr)?;
         Ok(c)
+    }
+
+    /// What a hand-edited or damaged calibration may get wrong, as a message.
+    pub fn check(&self) -> Result<(), String> {
+        let q = &self.quantiles;
+        if !(self.fpr > 0.0 && self.fpr < 1.0 && self.threshold.is_finite()) {
+            return Err(format!(
+                "calibration: fpr {} must be in (0, 1) and threshold {} finite",
+                self.fpr, self.threshold
+            ));
+        }
+        if q.len() != 1001 || q.iter().any(|v| !v.is_finite()) || q.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(format!(
+                "calibration: quantiles must be 1001 finite, non-decreasing scores (found {})",
+                q.len()
+            ));
+        }
+        Ok(())
     }
 
     /// The score above which a fraction `fpr` of the normal training images lie.
@@ -90,5 +129,20 @@ mod tests {
         }
         assert!(Calibration::new(vec![], 0.01).is_err());
         assert!(Calibration::new(vec![f64::NAN], 0.01).is_err());
+    }
+
+    /// Issue 28 case 3: one score for every image, or a non-finite one, is a collapse.
+    #[test]
+    fn constant_or_non_finite_scores_are_a_collapse() {
+        assert!(check_not_collapsed(&[0.3, 0.1, 2.0]).is_ok());
+        for bad in [
+            vec![0.7; 50],
+            vec![0.0; 3],
+            vec![0.1, f64::NAN],
+            vec![f64::INFINITY, 1.0],
+        ] {
+            let err = check_not_collapsed(&bad).unwrap_err().to_string();
+            assert!(err.contains("training collapsed"), "{bad:?}: {err}");
+        }
     }
 }

@@ -76,6 +76,30 @@ pub fn current_profile(
     }
 }
 
+/// The file that marks a folder as one eidn writes reports into.
+pub const MARKER: &str = ".eidn-report";
+const MARKER_TEXT: &str =
+    "eidn writes its reports here (README.md, results.csv, results.parquet, charts)\n";
+
+/// Whether a report may go into `out`: a new or empty folder, or one eidn made (it holds
+/// [`MARKER`]); any other folder holds the user's files (a `README.md`, a `results.csv`)
+/// that the report would replace, so it takes `force`. Checked before any work.
+pub fn check_out(out: &Path, force: bool) -> Result<(), ExperimentError> {
+    let empty = match std::fs::read_dir(out) {
+        Ok(mut d) => d.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => return Err(ExperimentError::io(out, e)),
+    };
+    if empty || force || out.join(MARKER).is_file() {
+        return Ok(());
+    }
+    Err(ExperimentError::Usage(format!(
+        "{} holds files eidn did not write; a report replaces README.md and results.csv there. \
+         Give --out a new or empty folder (or one eidn made: it holds {MARKER}), or pass --force",
+        out.display()
+    )))
+}
+
 impl Report {
     /// Gathers the report of `results`; `profile` names the current configuration (default:
     /// the newest run's profile).
@@ -87,8 +111,18 @@ impl Report {
             ));
         }
         let runs = RunMeta::read_all(results);
+        let records = read_records(results)?;
+        // With no profile named, an empty folder has nothing to report; with one, its
+        // tables render as "not yet run".
+        if profile.is_none() && runs.is_empty() && records.is_empty() {
+            return Err(ExperimentError::Usage(format!(
+                "{} holds no eidn results (no records, no runs): run `eidn reproduce --results {}` first",
+                results.display(),
+                results.display()
+            )));
+        }
         let profile = current_profile(results, &runs, profile)?;
-        let selection = select(&read_records(results)?, &profile)?;
+        let selection = select(&records, &profile)?;
         let frame = records_frame(&selection.counted, &selection)
             .map_err(polars_error("the results frame"))?;
         let failures = read_failures(results)
@@ -108,9 +142,11 @@ impl Report {
         })
     }
 
-    /// Writes `README.md`, the PNG charts, `results.csv` and `results.parquet` into `out`.
+    /// Writes `README.md`, the PNG charts, `results.csv` and `results.parquet` into `out`,
+    /// and the marker that makes it a folder eidn writes reports into ([`check_out`]).
     pub fn write(&self, out: &Path) -> Result<(), ExperimentError> {
         std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
+        write_atomic(&out.join(MARKER), MARKER_TEXT.as_bytes())?;
         let mut md = String::new();
         self.header(&mut md);
         for t in self.shown_tables() {

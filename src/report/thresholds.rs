@@ -113,7 +113,8 @@ impl Thresholds {
         for c in &self.cells {
             match c.stat(df)? {
                 None => failures.push(format!("{}: no records (did the cell run?)", c.name())),
-                Some(s) if s.mean < c.min_auc => failures.push(format!(
+                // A NaN mean fails (a plain `<` would let it through).
+                Some(s) if s.mean.is_nan() || s.mean < c.min_auc => failures.push(format!(
                     "{}: mean AUC {:.4} over {} seed(s) < threshold {:.4}",
                     c.name(),
                     s.mean,

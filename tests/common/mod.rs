@@ -15,11 +15,11 @@ pub fn real_data_dir(needs: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("EIDN_DATA_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
-    if dir.join(needs).is_dir() {
+    if eidn::data::present::files_present(&dir.join(needs), needs) {
         return Some(dir);
     }
     let msg = format!(
-        "real dataset folder {} not found (set EIDN_DATA_DIR, e.g. to ../shared/datasets)",
+        "the real {needs} files are not in {} (set EIDN_DATA_DIR, e.g. to ../shared/datasets)",
         dir.join(needs).display()
     );
     if std::env::var("CI").is_ok_and(|v| v == "true") {

@@ -138,6 +138,10 @@ pub struct ReproduceArgs {
     /// Report folder (default: reports/<profile name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Write the report into a folder eidn did not make (its README.md and results files are
+    /// replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args)]
@@ -150,6 +154,10 @@ pub struct ReportArgs {
     /// The profile whose records count (default: the one the newest run recorded).
     #[arg(long)]
     pub profile: Option<String>,
+    /// Write the report into a folder eidn did not make (its README.md and results files are
+    /// replaced).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args)]
@@ -211,6 +219,9 @@ pub struct TrainArgs {
     /// Folder for model.safetensors and eidn.json.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Replace the model already in `--out`.
+    #[arg(long)]
+    pub force: bool,
     /// The score threshold recorded for `eidn score`: flags this fraction of the normal
     /// training images.
     #[arg(long, default_value_t = 0.01, value_parser = parse_fpr)]
@@ -249,11 +260,11 @@ pub struct ScoreArgs {
     /// A folder written by `eidn train`.
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
-    /// Image files (PNG, JPEG), or folders searched recursively for them.
+    /// Image files (PNG, JPEG, BMP, TIFF), or folders searched recursively for them.
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Call an image anomalous above this score (default: the threshold `train` calibrated).
-    #[arg(long, conflicts_with = "fpr")]
+    #[arg(long, conflicts_with = "fpr", value_parser = parse_threshold)]
     pub threshold: Option<f64>,
     /// Recalibrate: the threshold that flags this fraction of the normal training images.
     #[arg(long, value_parser = parse_fpr)]
@@ -300,6 +311,14 @@ pub struct ExampleArgs {
     pub counts: [usize; 3],
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+/// A finite score threshold (NaN would call every image normal).
+fn parse_threshold(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() => Ok(t),
+        _ => Err(format!("{s:?} is not a finite number")),
+    }
 }
 
 /// Three comma-separated counts.

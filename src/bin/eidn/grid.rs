@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use eidn::experiment::grid::{default_folder, run_grid, GridRequest};
 use eidn::experiment::{read_records, select, Profile, ValidProfile};
-use eidn::report::{records_frame, Report, Thresholds};
+use eidn::report::{check_out, records_frame, Report, Thresholds};
 
 use crate::cli::{GridArgs, RegressArgs, ReportArgs, ReproduceArgs};
 use crate::CHECK_FAILED;
@@ -36,6 +36,7 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
     };
     // Found before any training, not after it.
     if !args.grid.dry_run {
+        check_out(&out, args.force)?;
         check_writable(&out)?;
     }
     let Some((summary, results)) = run_grid(&request(&args.grid, data_dir, mirror), &profile)?
@@ -57,6 +58,7 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
 }
 
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
+    check_out(&args.out, args.force)?;
     let profile = args.profile.as_deref().map(Profile::resolve).transpose()?;
     write_report(&args.results, &args.out, profile)?;
     Ok(ExitCode::SUCCESS)

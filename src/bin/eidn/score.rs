@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
-use eidn::data::images::{decode_many, list_images};
+use eidn::data::images::{decode_many, list_images, IMAGE_EXTENSIONS};
 use eidn::data::ImageSet;
 use eidn::model::{parse_device, Eidn};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,12 +46,17 @@ pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
             args.model.display()
         );
     }
-    let (images, skipped) = list_images(&args.paths)?;
-    for path in &skipped {
-        eprintln!("skipped (not a PNG or JPEG file): {}", path.display());
+    let found = list_images(&args.paths)?;
+    let kinds = IMAGE_EXTENSIONS.join(", ");
+    for path in &found.skipped {
+        eprintln!("skipped (not an image file: {kinds}): {}", path.display());
     }
+    for (path, why) in &found.refused {
+        eprintln!("not read: {}: {why}", path.display());
+    }
+    let images = found.images;
     if images.is_empty() {
-        bail!("no PNG or JPEG images under the given paths");
+        bail!("no image files ({kinds}) under the given paths");
     }
     let shape = model.config.encoder.input;
     let bar = if args.quiet {

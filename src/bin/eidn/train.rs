@@ -13,7 +13,7 @@ use eidn::data::protocol::{parse_classes, OneVsRest};
 use eidn::data::verify::{verify, Status};
 use eidn::data::{load, DatasetName};
 use eidn::metrics::{average_precision, roc_auc};
-use eidn::model::{parse_device, Arch, Eidn, EidnParams, TrainOptions};
+use eidn::model::{parse_device, Arch, Eidn, EidnParams, TrainOptions, CONFIG_FILE, WEIGHTS_FILE};
 
 use crate::cli::{EvaluateArgs, SelectRecipeArgs, TrainArgs};
 use crate::CHECK_FAILED;
@@ -25,6 +25,14 @@ pub fn evaluate(args: &EvaluateArgs, data_dir: &Path) -> Result<ExitCode> {
 }
 
 pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
+    // A model already there is the user's: refused before any work unless replaced on purpose.
+    let existing = [CONFIG_FILE, WEIGHTS_FILE].map(|f| args.out.join(f));
+    if !args.force && existing.iter().any(|p| p.exists()) {
+        bail!(
+            "{} already holds a model; pass --force to replace it, or choose another --out",
+            args.out.display()
+        );
+    }
     let device = parse_device(&args.device)?;
     let params = EidnParams {
         embed_dim: args.embed_dim,
@@ -78,12 +86,24 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
     }
     let data = load(protocol.dataset, data_dir, args.seed)?;
     let pools = protocol.pools(&data)?;
+    // The test set must be able to give an AUC before any training.
+    protocol.test_set(&data)?;
+    let effective = pools.anomalous.len() as f64 / pools.normal.len() as f64;
     if !args.quiet {
         eprintln!(
-            "training on {} normal ({}) + {} anomalous images, {} steps of {} triplets",
+            "training on {} normal ({}) + {} anomalous images (anomaly ratio {}{}), {} steps of {} triplets",
             pools.normal.len(),
             protocol.normal_name(&data.train.class_names),
             pools.anomalous.len(),
+            round4(effective),
+            if (effective - args.anomaly_ratio).abs() > 1e-3 * args.anomaly_ratio {
+                format!(
+                    "; --anomaly-ratio {} rounds to this count, at least 1",
+                    args.anomaly_ratio
+                )
+            } else {
+                String::new()
+            },
             args.epochs * args.steps_per_epoch,
             args.batch_size
         );
@@ -97,6 +117,7 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
     };
     let mut model = params.fit(&pools, &device, &options)?;
     model.config.dataset = dataset.declaration().map(|d| d.spec());
+    model.config.data_fingerprint = Some(data.fingerprint());
     model.save(&args.out)?;
     if !args.quiet {
         eprintln!(
@@ -166,6 +187,20 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         declare_spec(spec, "the model's eidn.json")?;
     }
     let data = load(protocol.dataset, data_dir, protocol.seed)?;
+    if let Some(then) = &model.config.data_fingerprint {
+        let now = data.fingerprint();
+        if now != *then {
+            bail!(
+                "{} changed since the model was trained: {} training and {} test images then, {} and {} now \
+                 (or the same counts with other images); retrain on the data as it is, or restore it",
+                protocol.dataset,
+                then.train,
+                then.test,
+                now.train,
+                now.test
+            );
+        }
+    }
     let test = protocol.test_set(&data)?;
     let start = Instant::now();
     let scores = model.score(&test.images)?;
@@ -184,6 +219,9 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             "normal_classes": protocol.normal_classes(),
             "normal_name": protocol.normal_name(&data.test.class_names),
             "anomaly_ratio": protocol.anomaly_ratio,
+            "n_normal": model.config.n_normal,
+            "n_anomalous": model.config.n_anomalous,
+            "effective_anomaly_ratio": model.config.n_anomalous as f64 / model.config.n_normal.max(1) as f64,
             "seed": protocol.seed,
             "n_test": test.images.len(),
             "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
@@ -201,4 +239,13 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `x` to 4 significant decimals for messages (1e-9 stays readable).
+fn round4(x: f64) -> String {
+    if x >= 1e-3 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
 }

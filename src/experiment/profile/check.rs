@@ -151,6 +151,11 @@ impl Profile {
                 None => (0..names.as_ref().map_or(0, |n| n.len()) as u8)
                     .map(ClassRef::Label)
                     .collect(),
+                Some(c) if c.is_empty() => {
+                    return bad(format!(
+                        "{at}: classes = []: name at least one normal class, or leave classes out for every class"
+                    ))
+                }
                 Some(c) => {
                     let mut out = Vec::new();
                     for class in c {

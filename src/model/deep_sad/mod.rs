@@ -107,12 +107,7 @@ impl DeepSad {
     pub fn load(dir: &Path, device: &Device) -> Result<DeepSad, ModelError> {
         let bad = |path: PathBuf, message: String| ModelError::BadModelFile { path, message };
         let config_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path).map_err(|error| ModelError::Io {
-            path: config_path.clone(),
-            error,
-        })?;
-        let config: DeepSadConfig =
-            serde_json::from_str(&text).map_err(|e| bad(config_path.clone(), e.to_string()))?;
+        let config: DeepSadConfig = crate::model::io::load_config(dir, CONFIG_FILE, WEIGHTS_FILE)?;
         let net = LeNet::new(config.input, 0, device).map_err(|e| bad(config_path.clone(), e))?;
         if config.center.len() != net.kind.rep_dim() {
             return Err(bad(

@@ -291,7 +291,7 @@ impl DeepSadValidParams {
             loss_log.push(sum / set.len() as f64);
         }
 
-        Ok(DeepSad {
+        let model = DeepSad {
             net,
             center: c,
             device: device.clone(),
@@ -307,7 +307,12 @@ impl DeepSadValidParams {
                 train_seconds: start.elapsed().as_secs_f64(),
                 data: options.data.clone(),
             },
-        })
+        };
+        // A collapsed network (every image at one distance from c) is an error, not a result.
+        let mut scores = model.score(&pools.normal)?;
+        scores.extend(model.score(&pools.anomalous)?);
+        crate::model::score::check_not_collapsed(&scores)?;
+        Ok(model)
     }
 }
 

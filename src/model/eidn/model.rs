@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::protocol::OneVsRest;
 use crate::data::ImageSet;
-use crate::model::io::save_model;
+use crate::model::io::{load_config, save_model};
 use crate::model::score::{row_norms, Calibration};
 use crate::model::ModelError;
 
@@ -43,6 +43,9 @@ pub struct EidnConfig {
     /// it again (absent for the built-in datasets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<crate::data::catalog::DatasetSpec>,
+    /// The loaded dataset as `eidn train` saw it; `evaluate` refuses data that changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_fingerprint: Option<crate::data::DataFingerprint>,
 }
 
 /// A trained EIDN encoder.
@@ -57,8 +60,12 @@ pub(super) fn shape_of(set: &ImageSet) -> [usize; 3] {
     [set.channels, set.height, set.width]
 }
 
-/// Images per forward pass when embedding a whole set (bounds memory, not results).
+/// Images per forward pass when embedding a whole set: at most this many, and fewer where
+/// their activations would pass [`EMBED_BYTES`] (bounds memory, not results).
 const EMBED_CHUNK: usize = 1024;
+const EMBED_BYTES: u64 = 1 << 30;
+/// Largest input side a saved model may declare (folder datasets declare at most 512).
+const MAX_INPUT_SIDE: usize = 1024;
 
 impl Eidn {
     pub fn device(&self) -> &Device {
@@ -78,8 +85,10 @@ impl Eidn {
         let image_len = images.image_len();
         let mut out = Vec::with_capacity(images.len() * self.config.encoder.embed_dim);
         let mut buf = Vec::new();
-        for start in (0..images.len()).step_by(EMBED_CHUNK) {
-            let n = EMBED_CHUNK.min(images.len() - start);
+        let per_image = 4 * self.config.encoder.activation_values().max(1);
+        let chunk = (EMBED_BYTES / per_image).clamp(1, EMBED_CHUNK as u64) as usize;
+        for start in (0..images.len()).step_by(chunk) {
+            let n = chunk.min(images.len() - start);
             buf.resize(n * image_len, 0.0);
             for (i, dst) in buf.chunks_exact_mut(image_len).enumerate() {
                 images.image_f32_into(start + i, dst);
@@ -111,18 +120,14 @@ impl Eidn {
         )
     }
 
-    /// Loads a model saved by [`Eidn::save`] onto `device`.
+    /// Loads a model saved by [`Eidn::save`] onto `device`, after checking its config:
+    /// settings, input shape and calibration in range, weights the ones it was saved with.
     pub fn load(dir: &Path, device: &Device) -> Result<Eidn, ModelError> {
-        let config_path = dir.join(CONFIG_FILE);
-        let text = std::fs::read_to_string(&config_path).map_err(|error| ModelError::Io {
-            path: config_path.clone(),
-            error,
+        let config: EidnConfig = load_config(dir, CONFIG_FILE, WEIGHTS_FILE)?;
+        config.check().map_err(|message| ModelError::BadModelFile {
+            path: dir.join(CONFIG_FILE),
+            message,
         })?;
-        let config: EidnConfig =
-            serde_json::from_str(&text).map_err(|e| ModelError::BadModelFile {
-                path: config_path.clone(),
-                message: e.to_string(),
-            })?;
         let mut varmap = VarMap::new();
         let encoder = Encoder::new(&config.encoder, &varmap, device, 0)?;
         let weights = dir.join(WEIGHTS_FILE);
@@ -138,5 +143,32 @@ impl Eidn {
             device: device.clone(),
             config,
         })
+    }
+}
+
+impl EidnConfig {
+    /// What a hand-edited or damaged `eidn.json` may get wrong, as a message.
+    fn check(&self) -> Result<(), String> {
+        self.params.clone().check().map_err(|e| e.to_string())?;
+        let [c, h, w] = self.encoder.input;
+        if !matches!(c, 1 | 3)
+            || !(1..=MAX_INPUT_SIDE).contains(&h)
+            || !(1..=MAX_INPUT_SIDE).contains(&w)
+        {
+            return Err(format!(
+                "input {:?}: channels must be 1 or 3 and each side 1..={MAX_INPUT_SIDE}",
+                self.encoder.input
+            ));
+        }
+        if self.encoder.embed_dim != self.params.embed_dim {
+            return Err(format!(
+                "the encoder's embed_dim {} differs from the parameters' {}",
+                self.encoder.embed_dim, self.params.embed_dim
+            ));
+        }
+        if let Some(c) = &self.calibration {
+            c.check()?;
+        }
+        Ok(())
     }
 }

@@ -13,9 +13,14 @@ use super::params::{EidnValidParams, MAX_STEP_BYTES};
 use super::sampler::TripletSampler;
 use crate::data::protocol::Pools;
 use crate::model::conv;
-use crate::model::score::Calibration;
+use crate::model::score::{check_not_collapsed, Calibration};
 use crate::model::training::{progress_bar, TrainOptions};
 use crate::model::ModelError;
+
+/// A mean loss per triplet this many times (1 + margin) means training diverged: a fresh
+/// network's loss is about the margin plus the squared distance between its outputs and the
+/// targets, which start within a few units of each other.
+const LOSS_BLOWUP: f64 = 1e3;
 
 impl EidnValidParams {
     /// Trains an encoder on the two pools.
@@ -81,10 +86,21 @@ impl EidnValidParams {
                 data: options.data.clone(),
                 calibration: None,
                 dataset: None,
+                data_fingerprint: None,
             },
         };
+        // A diverged network is an error, never a result.
+        let mean_loss = model.config.epoch_loss.last().copied().unwrap_or(0.0);
+        if mean_loss.is_nan() || mean_loss > LOSS_BLOWUP * (1.0 + p.margin) {
+            return Err(ModelError::Collapsed {
+                reason: format!("the last epoch's mean loss per triplet is {mean_loss:e}"),
+            });
+        }
+        let scores = model.score(&pools.normal)?;
+        let mut all = scores.clone();
+        all.extend(model.score(&pools.anomalous)?);
+        check_not_collapsed(&all)?;
         if let Some(fpr) = options.calibrate_fpr {
-            let scores = model.score(&pools.normal)?;
             model.config.calibration = Some(Calibration::new(scores, fpr)?);
         }
         Ok(model)
