@@ -8,7 +8,38 @@ use std::path::{Path, PathBuf};
 
 include!("src/data/present.rs");
 
+/// `EIDN_COMMIT` for `build_info::Build`: the commit (short), `-dirty` with uncommitted
+/// changes to tracked files, "unknown" outside a git checkout. Rerun when HEAD moves, the
+/// index changes (a commit, an add) or a source file changes (dirty or not).
+fn commit() {
+    for watched in [".git/HEAD", ".git/index", "src", "Cargo.toml", "configs"] {
+        if Path::new(watched).exists() {
+            println!("cargo::rerun-if-changed={watched}");
+        }
+    }
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(head)
+            if git(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty()) =>
+        {
+            format!("{head}-dirty")
+        }
+        Some(head) => head,
+        None => "unknown".into(),
+    };
+    println!("cargo::rustc-env=EIDN_COMMIT={commit}");
+}
+
 fn main() {
+    commit();
     println!("cargo::rerun-if-env-changed=EIDN_DATA_DIR");
     println!("cargo::rerun-if-env-changed=CI");
     for name in ["mnist", "cifar10"] {

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use eidn::build_info::{Build, NUMERICS};
 use eidn::detect::DetectorKind;
 use eidn::experiment::select::{method_settings, record_config};
 use eidn::experiment::{Cell, Profile, Record, ResultStore, ValidProfile};
@@ -81,6 +82,7 @@ fn record(cell: &Cell, r: ReducerKind, d: DetectorKind, auc: f64, written: u64) 
         data: "exact".into(),
         config,
         written_unix: written,
+        build: Some(Build::current()),
     }
 }
 
@@ -142,7 +144,7 @@ fn every_table_matches_hand_computed_values() {
     add(&cell(&p, 0, 0.05, 1, true), Eidn, Origin, 0.93, 10);
     drop(store);
 
-    let report = Report::build(&results, Some(p)).unwrap();
+    let report = Report::build(&results, Some(p), false).unwrap();
     // The older duplicate of class 0 seed 0 (same settings) is merged away when the records
     // are read, the newer kept; the other-settings record is ignored by the counting rule.
     assert_eq!(
@@ -235,7 +237,7 @@ fn an_empty_results_folder_renders_as_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     drop(ResultStore::open(&results, None).unwrap());
-    let report = Report::build(&results, Some(profile(PROFILE))).unwrap();
+    let report = Report::build(&results, Some(profile(PROFILE)), false).unwrap();
     assert_eq!(report.frame.height(), 0);
     let out = dir.path().join("report");
     report.write(&out).unwrap();
@@ -277,7 +279,7 @@ gamma_l = [0.0, 0.01]
 reducers = ["eidn", "deep_sad", "deep_svdd"]
 "#,
     );
-    let report = Report::build(&results, Some(p)).unwrap();
+    let report = Report::build(&results, Some(p), false).unwrap();
     let out = dir.path().join("report");
     report.write(&out).unwrap();
     let md = std::fs::read_to_string(out.join("README.md")).unwrap();
@@ -286,4 +288,69 @@ reducers = ["eidn", "deep_sad", "deep_svdd"]
         assert!(!md.contains(paper), "{paper} in a Deep SAD report:\n{md}");
     }
     assert!(!report.terminal_tables().unwrap().contains("Fig 5"));
+}
+
+/// Issue 27 item 2: a report names the builds behind each table and refuses to average
+/// records of different numerics versions unless asked; `regress` counts only this build's.
+#[test]
+fn builds_are_named_and_numerics_never_mixed_unasked() {
+    use DetectorKind::OriginDistance as Origin;
+    use ReducerKind::Eidn;
+    let p = profile(PROFILE);
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let mut store = ResultStore::open(&results, None).unwrap();
+    let old = Build {
+        version: "0.0.9".into(),
+        commit: "abc1234".into(),
+        numerics: NUMERICS - 1,
+    };
+    let mut a = record(&cell(&p, 0, 0.01, 0, false), Eidn, Origin, 0.9, 10);
+    a.build = Some(old.clone());
+    store.append(a).unwrap();
+    store
+        .append(record(&cell(&p, 1, 0.01, 0, false), Eidn, Origin, 0.8, 10))
+        .unwrap();
+    drop(store);
+    let err = Report::build(&results, Some(p.clone()), false)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("--mix-builds") && err.contains("abc1234"),
+        "{err}"
+    );
+    let report = Report::build(&results, Some(p.clone()), true).unwrap();
+    let out = dir.path().join("report");
+    report.write(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    close(
+        &md,
+        &format!(
+            "Numbers from 0.0.9 abc1234 (numerics {}); {}.",
+            NUMERICS - 1,
+            Build::current().label()
+        ),
+    );
+    // `reproduce` recomputes the old record (other numerics); `regress` anything not this build's.
+    let store = ResultStore::open(&results, None).unwrap();
+    let (old_cell, new_cell) = (cell(&p, 0, 0.01, 0, false), cell(&p, 1, 0.01, 0, false));
+    let hash = |c: &Cell| record(c, Eidn, Origin, 0.5, 0).config_hash;
+    use eidn::experiment::store::Stored;
+    use eidn::experiment::Reuse::{SameBuild, SameNumerics};
+    let has = |c: &Cell, reuse| store.has(&c.id(), Eidn, Origin, &hash(c), reuse);
+    assert_eq!(has(&old_cell, SameNumerics), Stored::OtherBuild);
+    assert_eq!(has(&new_cell, SameNumerics), Stored::Usable);
+    assert_eq!(has(&new_cell, SameBuild), Stored::Usable);
+    drop(store);
+    let records = eidn::experiment::read_records(&results).unwrap();
+    let this = eidn::experiment::select_from_build(&records, &p, &Build::current()).unwrap();
+    assert_eq!(this.counted.len(), 1);
+    assert!(
+        this.ignored_lines()
+            .iter()
+            .any(|l| l.contains("another build")),
+        "{:?}",
+        this.ignored_lines()
+    );
 }

@@ -12,10 +12,9 @@ use image::{ImageDecoder, ImageReader};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
-use sha2::{Digest, Sha256};
 
 use super::files::warn_once;
-use super::files::write_atomic;
+use super::folder_cache::{fingerprint, read_cache, write_cache, Key, Listed};
 use super::images::{decode_many, list_images, ImageFiles, MAX_SIDE};
 use super::{DataError, Dataset, DatasetName, ImageSet};
 
@@ -23,13 +22,6 @@ use super::{DataError, Dataset, DatasetName, ImageSet};
 pub const MAX_NATIVE_SIDE: usize = 64;
 /// The size used otherwise (the paper's 32x32).
 pub const DEFAULT_SIDE: usize = 32;
-const CACHE_MAGIC: &[u8; 8] = b"EIDNIF02";
-/// Magic, five sizes, the listing's fingerprint, the payload's SHA-256.
-const CACHE_HEADER: usize = 8 + 5 * 4 + 32 + 32;
-/// Per file: its modification and status-change times (ns) and the SHA-256 of its bytes.
-const CACHE_ENTRY: usize = 8 + 8 + 32;
-/// The header's `n_train` when the split is made per seed rather than given by folders.
-const NO_SPLIT: u32 = u32::MAX;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FolderOptions {
@@ -92,9 +84,6 @@ impl FolderOptions {
     }
 }
 
-/// An image file with its size in bytes and its label.
-type Listed = (PathBuf, u64, u8);
-
 /// What the folder holds, before any image is decoded.
 struct Listing {
     class_names: Vec<String>,
@@ -136,14 +125,22 @@ pub fn load(
     seed: u64,
 ) -> Result<Dataset, DataError> {
     let listing = list(root, name, options, true)?;
-    let fingerprint = fingerprint(root, &listing, options);
+    let key = Key {
+        root,
+        files: &listing.files,
+        class_names: &listing.class_names,
+        n_train: listing.n_train,
+        size: options.size,
+        channels: options.channels,
+    };
+    let fingerprint = fingerprint(&key);
     let cache = options.cache_path(root);
-    let all = match read_cache(&cache, &fingerprint, &listing)? {
+    let all = match read_cache(&cache, &fingerprint, &key)? {
         Some(set) => set,
         None => {
             let shape = shape_of(&listing.files, name, options, true)?;
             let set = decode_all(&listing, shape)?;
-            if let Err(e) = write_cache(&cache, &fingerprint, &listing, &set) {
+            if let Err(e) = write_cache(&cache, &fingerprint, &key, &set) {
                 // The data is still good; only the next load will be slower.
                 eprintln!("warning: {name}: could not write the decoded-image cache: {e}");
             }
@@ -473,49 +470,6 @@ fn header(path: &Path) -> Result<((u32, u32), bool), DataError> {
     Ok(((w, h), decoder.color_type().has_color()))
 }
 
-/// Everything the cache's pixels depend on except the files' contents: the options, the
-/// classes, the split and each file's name, label and size.
-fn fingerprint(root: &Path, listing: &Listing, options: &FolderOptions) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(format!(
-        "{:?} {:?} {:?} {:?}\n",
-        options.size, options.channels, listing.class_names, listing.n_train
-    ));
-    for (path, len, label) in &listing.files {
-        let name = path.strip_prefix(root).unwrap_or(path).to_string_lossy();
-        h.update(format!("{label}\t{name}\t{len}\n"));
-    }
-    h.finalize().into()
-}
-
-/// A file's modification and status-change times, in nanoseconds since the epoch (0 when
-/// unknown). Why the status change too: a user can set a file's modification time back,
-/// but not its status-change time, which any rewrite moves.
-fn stamps(path: &Path) -> [u64; 2] {
-    let Ok(meta) = std::fs::metadata(path) else {
-        return [0, 0];
-    };
-    let modified = (meta.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as u64);
-    #[cfg(unix)]
-    let changed = {
-        use std::os::unix::fs::MetadataExt;
-        (meta.ctime() as u64)
-            .wrapping_mul(1_000_000_000)
-            .wrapping_add(meta.ctime_nsec() as u64)
-    };
-    #[cfg(not(unix))]
-    let changed = 0;
-    [modified, changed]
-}
-
-/// SHA-256 of a file's bytes.
-fn content_hash(path: &Path) -> Result<[u8; 32], DataError> {
-    let bytes = super::images::read_image_file(path)?;
-    Ok(Sha256::digest(&bytes).into())
-}
-
 /// Decodes and resizes every image on all cores; the first bad file is the error.
 fn decode_all(listing: &Listing, shape: [usize; 3]) -> Result<ImageSet, DataError> {
     let paths: Vec<PathBuf> = listing.files.iter().map(|f| f.0.clone()).collect();
@@ -531,116 +485,6 @@ fn decode_all(listing: &Listing, shape: [usize; 3]) -> Result<ImageSet, DataErro
         width: shape[2],
         class_names: listing.class_names.clone(),
     })
-}
-
-/// The cached images when the cache was written for these files with these contents:
-/// files whose times changed are hashed again and compared with the hash taken when the
-/// cache was written (an image replaced by another of the same size, its modification time
-/// set back, is still caught). A damaged cache (its payload checksum fails) is rebuilt, never
-/// read.
-fn read_cache(
-    path: &Path,
-    fingerprint: &[u8; 32],
-    listing: &Listing,
-) -> Result<Option<ImageSet>, DataError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(DataError::io(path, e)),
-    };
-    let rebuild = |why: &str| {
-        warn_once(format!(
-            "warning: {}: {why}; rebuilding it from the images",
-            path.display()
-        ));
-        Ok(None)
-    };
-    if bytes.len() < CACHE_HEADER || &bytes[..8] != CACHE_MAGIC {
-        return rebuild("not an image cache of this eidn version");
-    }
-    let word = |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap());
-    let [c, h, w, n, n_train] = [0, 1, 2, 3, 4].map(|i| word(i) as usize);
-    if &bytes[28..60] != fingerprint {
-        // Files or options changed since the cache was written.
-        return Ok(None);
-    }
-    let image_len = (c * h * w) as u64;
-    let table = CACHE_HEADER + n * CACHE_ENTRY;
-    if bytes.len() as u64 != table as u64 + n as u64 * (1 + image_len)
-        || n != listing.files.len()
-        || listing.n_train.map_or(NO_SPLIT as usize, |t| t) != n_train
-    {
-        return rebuild("its length does not match its header");
-    }
-    let payload = &bytes[table..];
-    if Sha256::digest(payload).as_slice() != &bytes[60..92] {
-        return rebuild("its checksum fails (the file is damaged)");
-    }
-    // Files touched but unchanged (copied, `touch`ed): the cache is still good, and written
-    // again with their new times so the next load need not hash them.
-    let mut restamp = false;
-    for (i, (file, _, _)) in listing.files.iter().enumerate() {
-        let entry = &bytes[CACHE_HEADER + i * CACHE_ENTRY..][..CACHE_ENTRY];
-        let stored = [0, 8].map(|at| u64::from_le_bytes(entry[at..at + 8].try_into().unwrap()));
-        if stamps(file) != stored {
-            if content_hash(file)?[..] != entry[16..] {
-                // This image changed since the cache was written.
-                return Ok(None);
-            }
-            restamp = true;
-        }
-    }
-    let set = ImageSet {
-        labels: payload[..n].to_vec(),
-        pixels: payload[n..].to_vec(),
-        channels: c,
-        height: h,
-        width: w,
-        class_names: listing.class_names.clone(),
-    };
-    set.check(path)?;
-    if restamp {
-        let _ = write_cache(path, fingerprint, listing, &set);
-    }
-    Ok(Some(set))
-}
-
-fn write_cache(
-    path: &Path,
-    fingerprint: &[u8; 32],
-    listing: &Listing,
-    set: &ImageSet,
-) -> Result<(), DataError> {
-    let n = set.len();
-    let mut bytes = Vec::with_capacity(CACHE_HEADER + n * (CACHE_ENTRY + 1) + set.pixels.len());
-    bytes.extend_from_slice(CACHE_MAGIC);
-    let n_train = listing.n_train.map_or(NO_SPLIT, |t| t as u32);
-    for word in [
-        set.channels as u32,
-        set.height as u32,
-        set.width as u32,
-        n as u32,
-        n_train,
-    ] {
-        bytes.extend_from_slice(&word.to_le_bytes());
-    }
-    bytes.extend_from_slice(fingerprint);
-    let mut payload = Sha256::new();
-    payload.update(&set.labels);
-    payload.update(&set.pixels);
-    bytes.extend_from_slice(&payload.finalize());
-    for (file, _, _) in &listing.files {
-        for stamp in stamps(file) {
-            bytes.extend_from_slice(&stamp.to_le_bytes());
-        }
-        bytes.extend_from_slice(&content_hash(file)?);
-    }
-    bytes.extend_from_slice(&set.labels);
-    bytes.extend_from_slice(&set.pixels);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    write_atomic(path, &bytes)
 }
 
 #[cfg(test)]

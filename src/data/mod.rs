@@ -15,6 +15,7 @@ pub mod example;
 pub mod fetch;
 pub(crate) mod files;
 pub mod folder;
+mod folder_cache;
 pub mod idx;
 pub mod images;
 pub mod manifest;

@@ -12,8 +12,9 @@ use super::artifacts::write_fig6_points;
 use super::networks::{load_or_train, NetworkReducer};
 use super::profile::{Cell, StageId};
 use super::select::{method_settings, record_config};
-use super::store::{now_unix, Record, ResultStore};
+use super::store::{now_unix, Record, ResultStore, Reuse, Stored};
 use super::ExperimentError;
+use crate::build_info::Build;
 use crate::data::protocol::{OneVsRest, TestSet};
 use crate::data::Dataset;
 use crate::detect::Detector;
@@ -25,20 +26,28 @@ use crate::reduce::{Reducer, ReducerKind, ReducerSettings};
 /// The methods of `cell` that the store lacks, with their checked settings.
 pub(super) type Todo = Vec<(ReducerSettings, Detector)>;
 
+/// The methods of `cell` the store lacks from a build `reuse` accepts, and how many of
+/// them it holds only from another build (they are computed again).
 pub(super) fn plan_cell(
     cell: &Cell,
     status: &str,
     store: &ResultStore,
-) -> Result<Todo, ExperimentError> {
-    let mut todo = Vec::new();
+    reuse: Reuse,
+) -> Result<(Todo, usize), ExperimentError> {
+    let (mut todo, mut other_build) = (Vec::new(), 0);
     for &(r, d) in &cell.methods {
         let (reducer, detector) = method_settings(cell, r, d)?;
         let (_, hash) = record_config(cell, &reducer, &detector, Some(status));
-        if !store.has(&cell.id(), r, d, &hash) {
-            todo.push((reducer, detector));
+        match store.has(&cell.id(), r, d, &hash, reuse) {
+            Stored::Usable => {}
+            Stored::OtherBuild => {
+                other_build += 1;
+                todo.push((reducer, detector));
+            }
+            Stored::Missing => todo.push((reducer, detector)),
         }
     }
-    Ok(todo)
+    Ok((todo, other_build))
 }
 
 pub(super) fn run_cell(
@@ -184,6 +193,7 @@ fn detect_and_score(
         data: status.to_string(),
         config,
         written_unix: now_unix(),
+        build: Some(Build::current()),
     })
 }
 

@@ -4,12 +4,14 @@
 use std::path::{Path, PathBuf};
 
 use super::cost::Plan;
-use super::meta::{current_commit, machine_description, RunMeta};
+use super::meta::{machine_description, RunMeta};
 use super::profile::{Cell, Shard, StageId, ValidProfile, BUILTIN};
 use super::runner::{run_profile, RunOptions, RunSummary};
 use super::select::select;
+use super::store::Reuse;
 use super::store::{read_records, ResultStore};
 use super::ExperimentError;
+use crate::build_info::Build;
 use crate::data::ensure::ensure;
 use crate::data::DatasetName;
 use crate::kernels::threads;
@@ -33,6 +35,8 @@ pub struct GridRequest {
     pub jobs: Option<usize>,
     /// Print the plan and stop.
     pub dry_run: bool,
+    /// Which stored records count as done (`reproduce`: same numerics; `regress`: same build).
+    pub reuse: Reuse,
     pub data_dir: PathBuf,
     pub mirror: Option<String>,
 }
@@ -131,7 +135,7 @@ pub fn run_grid(
         profile: profile.name.clone(),
         only: req.only.iter().map(|s| s.as_str().to_string()).collect(),
         shard: req.shard.map(|s| format!("{}/{}", s.index, s.count)),
-        commit: current_commit(),
+        commit: Build::current().commit,
         machine: machine_description(),
         device: req.device.clone(),
         seeds: if req.seeds.is_empty() {
@@ -148,6 +152,7 @@ pub fn run_grid(
         failed: Vec::new(),
         profile_spec: Some((**profile).clone()),
         pid: std::process::id(),
+        build: Some(Build::current()),
     };
     let options = RunOptions {
         data_dir: req.data_dir.clone(),
@@ -159,6 +164,7 @@ pub fn run_grid(
         verbose: !req.quiet,
         jobs,
         meta: Some(meta),
+        reuse: req.reuse,
     };
     eprintln!(
         "profile {}: {} cells{}{}; results in {}",

@@ -33,6 +33,9 @@ pub struct RunMeta {
     pub profile_spec: Option<Profile>,
     #[serde(default)]
     pub pid: u32,
+    /// The build that ran (absent in runs of an eidn from before builds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::build_info::Build>,
 }
 
 impl RunMeta {
@@ -72,30 +75,6 @@ impl RunMeta {
                 parsed
             })
             .collect()
-    }
-}
-
-/// `git rev-parse --short HEAD` (plus "-dirty" when the tree has changes), or "unknown".
-pub fn current_commit() -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(head) => {
-            let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|s| !s.is_empty());
-            if dirty {
-                format!("{head}-dirty")
-            } else {
-                head
-            }
-        }
-        None => "unknown".into(),
     }
 }
 

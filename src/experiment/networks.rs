@@ -9,6 +9,7 @@ use ndarray::Array2;
 
 use super::profile::Cell;
 use super::ExperimentError;
+use crate::build_info::{numerics_of, Build, NUMERICS};
 use crate::data::protocol::{OneVsRest, Pools};
 use crate::data::ImageSet;
 use crate::model::deep_sad::{self, DeepSad};
@@ -30,6 +31,8 @@ pub(super) trait Network: Sized {
     fn save(&self, dir: &Path) -> Result<(), ModelError>;
     /// Its settings, the protocol its pools came from and its data copy, as recorded.
     fn recorded(&self) -> (&Self::Params, Option<&OneVsRest>, Option<&str>);
+    /// The build that trained it.
+    fn build(&self) -> Option<&Build>;
     fn embed(&self, images: &ImageSet) -> Result<Vec<f32>, ModelError>;
     fn dim(&self) -> usize;
 }
@@ -56,6 +59,9 @@ impl Network for Eidn {
     fn recorded(&self) -> (&Self::Params, Option<&OneVsRest>, Option<&str>) {
         let c = &self.config;
         (&c.params, c.protocol.as_ref(), c.data.as_deref())
+    }
+    fn build(&self) -> Option<&Build> {
+        self.config.build.as_ref()
     }
     fn embed(&self, images: &ImageSet) -> Result<Vec<f32>, ModelError> {
         Eidn::embed(self, images)
@@ -88,6 +94,9 @@ impl Network for DeepSad {
         let c = &self.config;
         (&c.params, c.protocol.as_ref(), c.data.as_deref())
     }
+    fn build(&self) -> Option<&Build> {
+        self.config.build.as_ref()
+    }
     fn embed(&self, images: &ImageSet) -> Result<Vec<f32>, ModelError> {
         DeepSad::embed(self, images)
     }
@@ -109,7 +118,15 @@ pub(super) fn load_or_train<N: Network>(
     if dir.join(N::CONFIG_FILE).exists() {
         if let Ok(model) = N::load(&dir, device) {
             if model.recorded() == (params, Some(&cell.protocol), Some(data_status)) {
-                return Ok(model);
+                // Same settings; reused only when its arithmetic is this build's.
+                if numerics_of(model.build()) == NUMERICS {
+                    return Ok(model);
+                }
+                eprintln!(
+                    "{}: the saved network was trained by {}, whose numerics differ from this build's; training it again",
+                    cell.id(),
+                    Build::label_of(model.build())
+                );
             }
         }
     }

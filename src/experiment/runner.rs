@@ -13,7 +13,7 @@ use super::cell::{plan_cell, run_cell};
 use super::data_cache::DataCache;
 use super::meta::RunMeta;
 use super::profile::{Cell, Shard, StageId, ValidProfile};
-use super::store::{now_unix, Failure, ResultStore};
+use super::store::{now_unix, Failure, ResultStore, Reuse};
 use super::ExperimentError;
 use crate::data::verify::DatasetReport;
 use crate::data::DatasetName;
@@ -37,6 +37,8 @@ pub struct RunOptions {
     /// Saved under `<results>/runs/` at the start and after every cell, so even a killed
     /// run's wall time and commit are on record.
     pub meta: Option<RunMeta>,
+    /// Which stored records (and saved networks) count as done, by the build that wrote them.
+    pub reuse: Reuse,
 }
 
 /// What a run did.
@@ -183,8 +185,22 @@ fn one_cell(
         p.summary.missing_data.push(cell.id());
         return Ok(());
     };
-    let todo = plan_cell(cell, &status, &store.lock().expect("not poisoned"));
-    let outcome = todo.and_then(|todo| {
+    let todo = plan_cell(
+        cell,
+        &status,
+        &store.lock().expect("not poisoned"),
+        options.reuse,
+    );
+    let outcome = todo.and_then(|(todo, other_build)| {
+        if other_build > 0 {
+            eprintln!(
+                "{at}: {other_build} record(s) written by another build ({}) are computed again",
+                match options.reuse {
+                    Reuse::SameNumerics => "other numerics",
+                    Reuse::SameBuild => "regress counts only this build's",
+                }
+            );
+        }
         if todo.is_empty() {
             return Ok(None);
         }

@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::profile::{Cell, StageId, ValidProfile};
 use super::store::{canonical_json, config_hash, Record, RECORD_VERSION};
 use super::ExperimentError;
+use crate::build_info::Build;
 use crate::data::DatasetName;
 use crate::detect::{Detector, DetectorKind};
 use crate::reduce::{LdaParams, PcaParams, ReducerKind, ReducerSettings};
@@ -85,6 +86,7 @@ pub fn record_config(
 /// Why a record does not count.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Ignored {
+    OtherBuild,
     OlderVersion,
     OtherSettings,
     OtherDataCopy,
@@ -94,6 +96,9 @@ pub enum Ignored {
 impl Ignored {
     pub fn describe(self) -> &'static str {
         match self {
+            Ignored::OtherBuild => {
+                "written by another build of eidn (regress counts only this one's)"
+            }
             Ignored::OlderVersion => "written by an older record version of eidn",
             Ignored::OtherSettings => "settings the current profile does not ask for",
             Ignored::OtherDataCopy => {
@@ -134,6 +139,23 @@ impl Selection {
 
 /// Applies the counting rule to `records` (in the order they were read) for `profile`.
 pub fn select(records: &[Record], profile: &ValidProfile) -> Result<Selection, ExperimentError> {
+    select_where(records, profile, None)
+}
+
+/// [`select`] counting only the records `build` wrote (what `regress` guards).
+pub fn select_from_build(
+    records: &[Record],
+    profile: &ValidProfile,
+    build: &Build,
+) -> Result<Selection, ExperimentError> {
+    select_where(records, profile, Some(build))
+}
+
+fn select_where(
+    records: &[Record],
+    profile: &ValidProfile,
+    only: Option<&Build>,
+) -> Result<Selection, ExperimentError> {
     let mut expected: HashMap<(String, ReducerKind, DetectorKind), String> = HashMap::new();
     let mut stages = HashMap::new();
     for cell in profile.cells(&[]) {
@@ -151,6 +173,10 @@ pub fn select(records: &[Record], profile: &ValidProfile) -> Result<Selection, E
     let mut candidates = Vec::new();
     for i in order {
         let r = &records[i];
+        if only.is_some_and(|b| r.build.as_ref() != Some(b)) {
+            *ignored.entry(Ignored::OtherBuild).or_default() += 1;
+            continue;
+        }
         if r.config.get("version").and_then(Value::as_u64) != Some(u64::from(RECORD_VERSION)) {
             *ignored.entry(Ignored::OlderVersion).or_default() += 1;
             continue;
@@ -238,6 +264,7 @@ mod tests {
             data: data.into(),
             config,
             written_unix: written,
+            build: Some(crate::build_info::Build::current()),
         }
     }
 

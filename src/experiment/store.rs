@@ -4,7 +4,7 @@
 //! them too: `pl.read_ndjson`).
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::ExperimentError;
+use crate::build_info::{numerics_of, Build};
 use crate::data::DatasetName;
 use crate::detect::DetectorKind;
 use crate::reduce::ReducerKind;
@@ -56,6 +57,38 @@ pub struct Record {
     /// same cell and method is the one that counts.
     #[serde(default)]
     pub written_unix: u64,
+    /// The build that computed it (absent in records of an eidn from before builds were
+    /// recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+}
+
+/// Which stored records a run takes as done, by the build that wrote them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// Records of any build with this build's numerics version (`reproduce`).
+    SameNumerics,
+    /// Only records of this very build (`regress`: a guard must see this build's numbers).
+    SameBuild,
+}
+
+impl Reuse {
+    pub fn accepts(self, build: Option<&Build>) -> bool {
+        let current = Build::current();
+        match self {
+            Reuse::SameNumerics => numerics_of(build) == current.numerics,
+            Reuse::SameBuild => build == Some(&current),
+        }
+    }
+}
+
+/// Whether the store holds a record for a method.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stored {
+    Usable,
+    /// Only from a build the run's [`Reuse`] does not accept: it is computed again.
+    OtherBuild,
+    Missing,
 }
 
 impl Record {
@@ -135,7 +168,8 @@ pub struct ResultStore {
     file: PathBuf,
     failures: PathBuf,
     records: Vec<Record>,
-    done: HashSet<(String, String)>,
+    /// (method key, config hash) -> the builds that wrote such a record.
+    done: HashMap<(String, String), Vec<Option<Build>>>,
     /// File locks held while the store is open (see [`lock`]).
     _locks: Vec<File>,
 }
@@ -161,10 +195,12 @@ impl ResultStore {
         };
         let records = read_records(dir)?;
         repair_torn_tail(&file)?;
-        let done = records
-            .iter()
-            .map(|r| (record_key(r), r.config_hash.clone()))
-            .collect();
+        let mut done: HashMap<(String, String), Vec<Option<Build>>> = HashMap::new();
+        for r in &records {
+            (done.entry((record_key(r), r.config_hash.clone())))
+                .or_default()
+                .push(r.build.clone());
+        }
         repair_torn_tail(&failures)?;
         Ok(ResultStore {
             dir: dir.to_path_buf(),
@@ -184,23 +220,33 @@ impl ResultStore {
         &self.records
     }
 
-    /// Whether a record with this key and config hash exists.
+    /// Whether a record with this key and config hash exists from a build `reuse` accepts.
     pub fn has(
         &self,
         cell: &str,
         reducer: ReducerKind,
         detector: DetectorKind,
         hash: &str,
-    ) -> bool {
-        self.done
-            .contains(&(key(cell, reducer, detector), hash.to_string()))
+        reuse: Reuse,
+    ) -> Stored {
+        match self
+            .done
+            .get(&(key(cell, reducer, detector), hash.to_string()))
+        {
+            None => Stored::Missing,
+            Some(builds) if builds.iter().any(|b| reuse.accepts(b.as_ref())) => Stored::Usable,
+            Some(_) => Stored::OtherBuild,
+        }
     }
 
     /// Appends one record as a single write followed by a sync.
     pub fn append(&mut self, record: Record) -> Result<(), ExperimentError> {
         append_line(&self.file, &record)?;
-        self.done
-            .insert((record_key(&record), record.config_hash.clone()));
+        (self
+            .done
+            .entry((record_key(&record), record.config_hash.clone())))
+        .or_default()
+        .push(record.build.clone());
         self.records.push(record);
         Ok(())
     }
@@ -401,6 +447,7 @@ mod tests {
             data: "exact".into(),
             config,
             written_unix: 0,
+            build: Some(Build::current()),
         }
     }
 
@@ -411,14 +458,11 @@ mod tests {
         store.append(record("a", 0.9)).unwrap();
         store.append(record("b", 0.8)).unwrap();
         let hash = record("a", 0.0).config_hash;
-        assert!(store.has("a", ReducerKind::Eidn, DetectorKind::OriginDistance, &hash));
-        assert!(!store.has("a", ReducerKind::Pca, DetectorKind::OriginDistance, &hash));
-        assert!(!store.has(
-            "a",
-            ReducerKind::Eidn,
-            DetectorKind::OriginDistance,
-            "other"
-        ));
+        let has =
+            |r, hash: &str| store.has("a", r, DetectorKind::OriginDistance, hash, Reuse::SameBuild);
+        assert_eq!(has(ReducerKind::Eidn, &hash), Stored::Usable);
+        assert_eq!(has(ReducerKind::Pca, &hash), Stored::Missing);
+        assert_eq!(has(ReducerKind::Eidn, "other"), Stored::Missing);
         // A kill in the middle of the third write (the kill also drops the run's lock).
         drop(store);
         let path = dir.path().join("records.jsonl");

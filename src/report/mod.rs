@@ -29,6 +29,7 @@ pub use published::{Published, PublishedRow, PublishedTable};
 pub use thresholds::{ThresholdCell, Thresholds};
 pub use unseen::Fig6;
 
+use crate::build_info::{numerics_of, Build};
 use crate::data::DatasetName;
 use crate::experiment::{
     read_failures, read_records, select, write_atomic, ExperimentError, Failure, RunMeta,
@@ -103,7 +104,13 @@ pub fn check_out(out: &Path, force: bool) -> Result<(), ExperimentError> {
 impl Report {
     /// Gathers the report of `results`; `profile` names the current configuration (default:
     /// the newest run's profile).
-    pub fn build(results: &Path, profile: Option<ValidProfile>) -> Result<Report, ExperimentError> {
+    ///
+    /// Records of builds with different numerics versions are refused unless `mix_builds`.
+    pub fn build(
+        results: &Path,
+        profile: Option<ValidProfile>,
+        mix_builds: bool,
+    ) -> Result<Report, ExperimentError> {
         if !results.is_dir() {
             return Err(ExperimentError::io(
                 results,
@@ -123,6 +130,21 @@ impl Report {
         }
         let profile = current_profile(results, &runs, profile)?;
         let selection = select(&records, &profile)?;
+        let numerics: std::collections::BTreeSet<u32> = (selection.counted.iter())
+            .map(|r| numerics_of(r.build.as_ref()))
+            .collect();
+        if numerics.len() > 1 && !mix_builds {
+            let builds: std::collections::BTreeSet<String> = (selection.counted.iter())
+                .map(|r| Build::label_of(r.build.as_ref()))
+                .collect();
+            return Err(ExperimentError::Usage(format!(
+                "{}: the records that count come from builds with different numerics versions \
+                 ({}); rerun `eidn reproduce` to recompute the older ones, or pass --mix-builds \
+                 to average them anyway",
+                results.display(),
+                builds.into_iter().collect::<Vec<_>>().join("; ")
+            )));
+        }
         let frame = records_frame(&selection.counted, &selection)
             .map_err(polars_error("the results frame"))?;
         let failures = read_failures(results)
@@ -281,11 +303,23 @@ impl Report {
         tables.filter(|t| datasets.contains(&t.dataset)).collect()
     }
 
-    /// "Table 1 (MNIST): 10 of 30 cells: ..." when the profile has this stage.
+    /// "Table 1 (MNIST): 10 of 30 cells: ...", and the builds its numbers came from, when the
+    /// profile has this stage.
     fn coverage_line(&self, stage: StageId, dataset: DatasetName) -> Option<String> {
+        let builds: std::collections::BTreeSet<String> = (self.selection.counted.iter())
+            .filter(|r| r.dataset == dataset && self.selection.in_stage(r, stage))
+            .map(|r| Build::label_of(r.build.as_ref()))
+            .collect();
         coverage::of(&self.coverage, stage, dataset).map(|c| {
+            let from = match builds.len() {
+                0 => String::new(),
+                _ => format!(
+                    " Numbers from {}.",
+                    builds.into_iter().collect::<Vec<_>>().join("; ")
+                ),
+            };
             format!(
-                "Coverage of the profile's `{}` stage on {}: {}.",
+                "Coverage of the profile's `{}` stage on {}: {}.{from}",
                 stage.as_str(),
                 dataset.label(),
                 c.line()

@@ -154,6 +154,10 @@ pub struct ReportArgs {
     /// The profile whose records count (default: the one the newest run recorded).
     #[arg(long)]
     pub profile: Option<String>,
+    /// Average records of builds with different numerics versions (refused by default: their
+    /// arithmetic differs); each table still names its builds.
+    #[arg(long)]
+    pub mix_builds: bool,
     /// Write the report into a folder eidn did not make (its README.md and results files are
     /// replaced).
     #[arg(long)]

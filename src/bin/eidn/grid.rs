@@ -5,14 +5,15 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
+use eidn::build_info::Build;
 use eidn::experiment::grid::{default_folder, run_grid, GridRequest};
-use eidn::experiment::{read_records, select, Profile, ValidProfile};
+use eidn::experiment::{read_records, select_from_build, Profile, Reuse, ValidProfile};
 use eidn::report::{check_out, records_frame, Report, Thresholds};
 
 use crate::cli::{GridArgs, RegressArgs, ReportArgs, ReproduceArgs};
 use crate::CHECK_FAILED;
 
-fn request(args: &GridArgs, data_dir: &Path, mirror: Option<&str>) -> GridRequest {
+fn request(args: &GridArgs, data_dir: &Path, mirror: Option<&str>, reuse: Reuse) -> GridRequest {
     GridRequest {
         profile_arg: args.profile.clone(),
         results: args.results.clone(),
@@ -25,6 +26,7 @@ fn request(args: &GridArgs, data_dir: &Path, mirror: Option<&str>) -> GridReques
         dry_run: args.dry_run,
         data_dir: data_dir.to_path_buf(),
         mirror: mirror.map(str::to_string),
+        reuse,
     }
 }
 
@@ -39,11 +41,11 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
         check_out(&out, args.force)?;
         check_writable(&out)?;
     }
-    let Some((summary, results)) = run_grid(&request(&args.grid, data_dir, mirror), &profile)?
-    else {
+    let req = request(&args.grid, data_dir, mirror, Reuse::SameNumerics);
+    let Some((summary, results)) = run_grid(&req, &profile)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    write_report(&results, &out, Some(profile))?;
+    write_report(&results, &out, Some(profile), false)?;
     if summary.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -60,7 +62,7 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
     check_out(&args.out, args.force)?;
     let profile = args.profile.as_deref().map(Profile::resolve).transpose()?;
-    write_report(&args.results, &args.out, profile)?;
+    write_report(&args.results, &args.out, profile, args.mix_builds)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -68,11 +70,12 @@ pub fn regress(args: &RegressArgs, data_dir: &Path, mirror: Option<&str>) -> Res
     // Loaded and checked before any training.
     let thresholds = Thresholds::load(&args.thresholds)?;
     let profile = Profile::resolve(&args.grid.profile)?;
-    let Some((summary, results)) = run_grid(&request(&args.grid, data_dir, mirror), &profile)?
-    else {
+    let req = request(&args.grid, data_dir, mirror, Reuse::SameBuild);
+    let Some((summary, results)) = run_grid(&req, &profile)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    let selection = select(&read_records(&results)?, &profile)?;
+    // Only this build's numbers: a guard that counted an older build's would not guard.
+    let selection = select_from_build(&read_records(&results)?, &profile, &Build::current())?;
     for line in selection.ignored_lines() {
         eprintln!("regress: {line}");
     }
@@ -102,8 +105,13 @@ fn check_writable(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_report(results: &Path, out: &Path, profile: Option<ValidProfile>) -> Result<()> {
-    let report = Report::build(results, profile)?;
+fn write_report(
+    results: &Path,
+    out: &Path,
+    profile: Option<ValidProfile>,
+    mix_builds: bool,
+) -> Result<()> {
+    let report = Report::build(results, profile, mix_builds)?;
     report.write(out)?;
     for line in report.selection.ignored_lines() {
         eprintln!("report: {line}");

@@ -53,6 +53,9 @@ pub struct DeepSadConfig {
     pub train_seconds: f64,
     /// The data copy's verification status.
     pub data: Option<String>,
+    /// The build that trained it (absent from before builds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::build_info::Build>,
 }
 
 /// A trained Deep SAD / Deep SVDD network.

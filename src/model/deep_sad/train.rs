@@ -306,6 +306,7 @@ impl DeepSadValidParams {
                 loss: loss_log,
                 train_seconds: start.elapsed().as_secs_f64(),
                 data: options.data.clone(),
+                build: Some(crate::build_info::Build::current()),
             },
         };
         // A collapsed network (every image at one distance from c) is an error, not a result.

@@ -43,6 +43,9 @@ pub struct EidnConfig {
     /// it again (absent for the built-in datasets).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataset: Option<crate::data::catalog::DatasetSpec>,
+    /// The build that trained it (absent from before builds were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<crate::build_info::Build>,
     /// The loaded dataset as `eidn train` saw it; `evaluate` refuses data that changed since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_fingerprint: Option<crate::data::DataFingerprint>,

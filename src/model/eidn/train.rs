@@ -87,6 +87,7 @@ impl EidnValidParams {
                 calibration: None,
                 dataset: None,
                 data_fingerprint: None,
+                build: Some(crate::build_info::Build::current()),
             },
         };
         // A diverged network is an error, never a result.
