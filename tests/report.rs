@@ -83,6 +83,7 @@ fn record(cell: &Cell, r: ReducerKind, d: DetectorKind, auc: f64, written: u64) 
         config,
         written_unix: written,
         build: Some(Build::current()),
+        notes: Vec::new(),
     }
 }
 

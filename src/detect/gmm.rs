@@ -82,6 +82,7 @@ impl GmmValidParams {
         let data = DatasetBase::from(x.clone());
         let mut best: Option<(f64, FittedGmm)> = None;
         let mut last_error = None;
+        let mut skipped = Vec::new();
         for k in self.min_components..=self.max_components {
             if n < 2 * k {
                 break;
@@ -90,7 +91,8 @@ impl GmmValidParams {
                 Ok(c) => c,
                 Err(e) => {
                     // A component count the data cannot support (e.g. a collapsed
-                    // covariance) is skipped; the others still compete.
+                    // covariance) is skipped, and said so; the others still compete.
+                    skipped.push(format!("GMM: {k} component(s) not fitted ({e})"));
                     last_error = Some(e);
                     continue;
                 }
@@ -105,14 +107,16 @@ impl GmmValidParams {
                         components,
                         dim: d,
                         bic,
+                        skipped: Vec::new(),
                     },
                 ));
             }
         }
-        best.map(|(_, g)| g).ok_or_else(|| DetectError::Fit {
-            detector: "GMM",
-            message: last_error.unwrap_or_else(|| format!("{n} samples are too few")),
-        })
+        best.map(|(_, g)| FittedGmm { skipped, ..g })
+            .ok_or_else(|| DetectError::Fit {
+                detector: "GMM",
+                message: last_error.unwrap_or_else(|| format!("{n} samples are too few")),
+            })
     }
 
     /// EM for `k` components from k-means labels (`data` in standard layout).
@@ -381,6 +385,8 @@ pub struct FittedGmm {
     dim: usize,
     /// BIC of the chosen model on the training data.
     pub bic: f64,
+    /// The component counts EM could not fit, with why.
+    pub skipped: Vec<String>,
 }
 
 impl FittedGmm {
@@ -398,6 +404,10 @@ impl AnomalyScorer for FittedGmm {
             .into_iter()
             .map(|l| -l)
             .collect())
+    }
+
+    fn notes(&self) -> Vec<String> {
+        self.skipped.clone()
     }
 }
 
@@ -450,5 +460,21 @@ mod tests {
         for w in &g.components.log_weights {
             assert!((w.exp() - 0.5).abs() < 1e-3);
         }
+    }
+
+    /// Issue 27 item 4: the component counts EM could not fit travel with the fitted model
+    /// as notes (the record and the log print them), none when every count fitted.
+    #[test]
+    fn component_counts_that_fail_are_noted() {
+        let x = Array2::from_shape_fn((30, 2), |(i, j)| {
+            ((i % 3) * (j + 1)) as f64 + 0.01 * i as f64
+        });
+        let fitted = GmmParams::new(0).fit(&x).unwrap();
+        assert!(fitted.notes().is_empty(), "{:?}", fitted.notes());
+        let noted = FittedGmm {
+            skipped: vec!["GMM: 5 component(s) not fitted (why)".into()],
+            ..fitted
+        };
+        assert_eq!(noted.notes(), ["GMM: 5 component(s) not fitted (why)"]);
     }
 }

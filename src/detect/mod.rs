@@ -67,6 +67,13 @@ pub enum DetectError {
 /// A fitted detector: higher score = more anomalous.
 pub trait AnomalyScorer {
     fn score(&self, x: &Array2<f64>) -> Result<Vec<f64>, DetectError>;
+
+    /// What the fit could not do as asked (a solver stopped at its iteration cap, a
+    /// component count EM could not fit): recorded with the result and printed, never
+    /// silent.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The detectors of the harness, by name.

@@ -127,7 +127,9 @@ impl OneClassSvmValidParams {
             x.ncols(),
             gamma,
         );
-        let (alpha, rho) = solve(&kernel, self.nu, self.tol, self.cache_mib << 20);
+        let max_iter = (100 * x.nrows()).max(10_000_000);
+        let (alpha, rho, converged) =
+            solve(&kernel, self.nu, self.tol, self.cache_mib << 20, max_iter);
         let (mut support, mut coef) = (Vec::new(), Vec::new());
         for (i, &a) in alpha.iter().enumerate() {
             if a > 0.0 {
@@ -140,6 +142,7 @@ impl OneClassSvmValidParams {
             coef,
             rho,
             gamma,
+            converged,
         })
     }
 }
@@ -325,7 +328,15 @@ impl<'a> KernelCache<'a> {
 }
 
 /// libsvm's one-class solver with C = 1: the multipliers and rho.
-fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64) {
+/// The multipliers, rho, and whether the stopping tolerance was met before the iteration
+/// cap.
+fn solve(
+    kernel: &Rbf,
+    nu: f64,
+    tol: f64,
+    cache_bytes: usize,
+    max_iter: usize,
+) -> (Vec<f64>, f64, bool) {
     let n = kernel.len();
     // libsvm's start: the first floor(nu n) multipliers at 1, the next one the remainder.
     let total = nu * n as f64;
@@ -346,7 +357,7 @@ fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64)
             }
         }
     }
-    let max_iter = (100 * n).max(10_000_000);
+    let mut converged = false;
     for _ in 0..max_iter {
         // i: the most violating multiplier that can grow.
         let mut g_max = f64::NEG_INFINITY;
@@ -358,6 +369,7 @@ fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64)
             }
         }
         if i == usize::MAX {
+            converged = true;
             break;
         }
         cache.load(i, i);
@@ -380,6 +392,7 @@ fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64)
             }
         }
         if g_max + g_max2 < tol || j == usize::MAX {
+            converged = true;
             break;
         }
         cache.load(j, i);
@@ -417,7 +430,7 @@ fn solve(kernel: &Rbf, nu: f64, tol: f64, cache_bytes: usize) -> (Vec<f64>, f64)
         }
     }
     let rho = rho(&alpha, &grad);
-    (alpha, rho)
+    (alpha, rho, converged)
 }
 
 /// libsvm's rho: the mean gradient over free multipliers, else the middle of the feasible range.
@@ -446,6 +459,8 @@ pub struct FittedOneClassSvm {
     coef: Vec<f64>,
     rho: f64,
     pub gamma: f64,
+    /// Whether the solver met its tolerance before the iteration cap.
+    pub converged: bool,
 }
 
 impl FittedOneClassSvm {
@@ -471,6 +486,17 @@ impl AnomalyScorer for FittedOneClassSvm {
             },
         );
         Ok(out)
+    }
+
+    fn notes(&self) -> Vec<String> {
+        if self.converged {
+            Vec::new()
+        } else {
+            vec![
+                "one-class SVM: the solver stopped at its iteration cap before its tolerance"
+                    .into(),
+            ]
+        }
     }
 }
 
@@ -504,8 +530,12 @@ mod tests {
         let x = points(300, 3);
         let big = OneClassSvmParams::default().fit(&x).unwrap();
         let kernel = Rbf::new(x.iter().copied().collect(), 3, big.gamma);
-        let (a_big, rho_big) = solve(&kernel, 0.1, 1e-3, 1 << 30);
-        let (a_small, rho_small) = solve(&kernel, 0.1, 1e-3, 2 * 4 * 300);
+        let (a_big, rho_big, done) = solve(&kernel, 0.1, 1e-3, 1 << 30, 1_000_000);
+        let (a_small, rho_small, _) = solve(&kernel, 0.1, 1e-3, 2 * 4 * 300, 1_000_000);
+        assert!(done, "converges well within the cap");
+        // Stopped at its cap, the solver says so (and the fitted model notes it).
+        let (_, _, capped) = solve(&kernel, 0.1, 1e-3, 1 << 30, 2);
+        assert!(!capped);
         assert_eq!(a_big, a_small);
         assert_eq!(rho_big, rho_small);
         assert_eq!(rho_big, big.rho);

@@ -165,6 +165,15 @@ fn detect_and_score(
     let fit_start = Instant::now();
     let scorer = detector_settings.fit(normal).map_err(at)?;
     let fit_seconds = fit_start.elapsed().as_secs_f64();
+    let notes = scorer.notes();
+    for note in &notes {
+        eprintln!(
+            "{} {}/{}: {note}",
+            cell.id(),
+            reducer.as_str(),
+            detector.as_str()
+        );
+    }
     let score_start = Instant::now();
     let scores = scorer.score(test_z).map_err(at)?;
     let score_seconds = embed_seconds + score_start.elapsed().as_secs_f64();
@@ -194,6 +203,7 @@ fn detect_and_score(
         config,
         written_unix: now_unix(),
         build: Some(Build::current()),
+        notes,
     })
 }
 

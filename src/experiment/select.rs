@@ -265,6 +265,7 @@ mod tests {
             config,
             written_unix: written,
             build: Some(crate::build_info::Build::current()),
+            notes: Vec::new(),
         }
     }
 

@@ -61,6 +61,9 @@ pub struct Record {
     /// recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// What the detector's fit could not do as asked (see `AnomalyScorer::notes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// Which stored records a run takes as done, by the build that wrote them.
@@ -448,6 +451,7 @@ mod tests {
             config,
             written_unix: 0,
             build: Some(Build::current()),
+            notes: Vec::new(),
         }
     }
 
