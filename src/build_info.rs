@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 /// Bumped whenever a change makes a kernel compute other values (a new summation order, a
 /// fused op, another solver): records and networks of another numerics version are rerun
 /// by `reproduce`, never averaged with this one's unless asked (`report --mix-builds`).
-/// Version 1: the first build that records it.
-pub const NUMERICS: u32 = 1;
+/// Version 1: the first build that records it. Version 2: an augmented batch draws each
+/// copy of a repeated pick on its own (EIDN+ networks change).
+pub const NUMERICS: u32 = 2;
 
 /// A build of eidn.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

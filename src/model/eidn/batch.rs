@@ -11,8 +11,8 @@ use super::sampler::{Pick, TripletBatch};
 use crate::data::protocol::Pools;
 
 /// Reused host buffers for one step: the distinct images its triplets pick (at 1 %
-/// anomalies, 128 anomaly picks from a pool of ~60 images repeat most of them), the anchors,
-/// and each positive's and negative's row among the distinct images.
+/// anomalies, 128 anomaly picks from a pool of ~60 images repeat most of them; augmented,
+/// every pick is a distinct image), the anchors, and each positive's and negative's row.
 pub(super) struct BatchBuffer {
     images: Vec<f32>,
     anchors: Vec<f32>,
@@ -65,24 +65,28 @@ impl BatchBuffer {
             (&t.negatives, &mut self.negatives),
         ] {
             for &pick in picks {
-                let next = self.rows.len() as u32;
-                let (input, augment, rng) = (self.input, self.augment, &mut self.rng);
-                let row = *self.rows.entry(pick).or_insert_with(|| {
-                    let pool = if pick.anomalous {
-                        &pools.anomalous
-                    } else {
-                        &pools.normal
-                    };
-                    let start = self.images.len();
-                    self.images.resize(start + image_len, 0.0);
-                    augment.apply(
-                        pool.image(pick.index),
-                        input,
-                        rng,
-                        &mut self.images[start..],
-                    );
-                    next
-                });
+                // Without augmentation a pick repeated within the batch is the same image,
+                // embedded once; with it, every copy is its own draw.
+                let row = match self.rows.get(&pick) {
+                    Some(&row) if self.augment.is_none() => row,
+                    _ => {
+                        let row = (self.images.len() / image_len) as u32;
+                        let pool = if pick.anomalous {
+                            &pools.anomalous
+                        } else {
+                            &pools.normal
+                        };
+                        self.images.resize((row as usize + 1) * image_len, 0.0);
+                        self.augment.apply(
+                            pool.image(pick.index),
+                            self.input,
+                            &mut self.rng,
+                            &mut self.images[row as usize * image_len..],
+                        );
+                        self.rows.insert(pick, row);
+                        row
+                    }
+                };
                 rows.push(row);
             }
         }
@@ -94,7 +98,7 @@ impl BatchBuffer {
             out.fill(if *a { 1.0 } else { 0.0 });
         }
         let [c, h, w] = self.input;
-        let n = self.rows.len();
+        let n = self.images.len() / image_len;
         let m = self.positives.len();
         let images = Tensor::from_slice(&self.images, (n, c, h, w), device)?;
         let anchors = Tensor::from_slice(&self.anchors, (m, self.embed_dim), device)?;

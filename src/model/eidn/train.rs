@@ -311,4 +311,80 @@ mod tests {
             }
         }
     }
+
+    /// Issue 27 item 4: augmented, a pick repeated within the batch gets one draw per copy
+    /// (not one augmentation shared by all its copies), and the step's loss and gradients are
+    /// those of embedding the 2m augmented picks one by one.
+    #[test]
+    fn augmented_copies_are_their_own_draws_and_the_same_step() {
+        use crate::model::eidn::augment::Augment;
+        let pools = Pools {
+            normal: synthetic(300, 1),
+            anomalous: synthetic(3, 2),
+        };
+        let params = EidnParams {
+            batch_size: 32,
+            augment: Augment::Shift { max: 3 },
+            ..EidnParams::default()
+        }
+        .check()
+        .unwrap();
+        let mut t = Trainer::with_path(&params, &pools, &Device::Cpu, true).unwrap();
+        let triplets = t.sampler.sample(32);
+        let (images, anchors, pos, neg) = t.batch.fill(&triplets, &pools, &Device::Cpu).unwrap();
+        assert_eq!(images.dim(0).unwrap(), 64, "one row per pick");
+        let rows = images.flatten_from(1).unwrap().to_vec2::<f32>().unwrap();
+        let picks: Vec<_> = triplets
+            .positives
+            .iter()
+            .chain(&triplets.negatives)
+            .collect();
+        let (mut same, mut differ) = (0, 0);
+        for i in 0..64 {
+            for j in i + 1..64 {
+                if picks[i] == picks[j] {
+                    if rows[i] == rows[j] {
+                        same += 1;
+                    } else {
+                        differ += 1;
+                    }
+                }
+            }
+        }
+        // 3 anomalies picked 32 times: many repeats; 49 shifts make equal draws rare.
+        assert!(
+            differ > 20 && same * 5 < differ,
+            "{differ} differ, {same} same"
+        );
+        let z = t.encoder.forward(&images).unwrap();
+        let gathered = triplet_loss(
+            &anchors,
+            &z.index_select(&pos, 0).unwrap(),
+            &z.index_select(&neg, 0).unwrap(),
+            0.2,
+        )
+        .unwrap();
+        let plain = triplet_loss(
+            &anchors,
+            &z.narrow(0, 0, 32).unwrap(),
+            &z.narrow(0, 32, 32).unwrap(),
+            0.2,
+        )
+        .unwrap();
+        let (a, b) = (
+            gathered.to_scalar::<f32>().unwrap(),
+            plain.to_scalar::<f32>().unwrap(),
+        );
+        assert!(
+            b > 0.0 && (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{a} vs {b}"
+        );
+        let (ga, gb) = (gathered.backward().unwrap(), plain.backward().unwrap());
+        for var in t.varmap.all_vars() {
+            let (d, s) = max_gap(ga.get(&var).unwrap(), gb.get(&var).unwrap());
+            assert!(d <= 1e-4 * s.max(1e-6), "gradient differs by {d} (max {s})");
+        }
+        // And a step trains: the loss is finite and the weights move.
+        assert!(t.step(&pools).unwrap().is_finite());
+    }
 }
