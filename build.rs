@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 include!("src/data/present.rs");
 
-/// `EIDN_COMMIT` for `build_info::Build`: the commit (short), `-dirty` with uncommitted
-/// changes to tracked files, "unknown" outside a git checkout. Rerun when HEAD moves, the
+/// `EIDN_COMMIT` for `build_info::Build`: the commit (short), `-dirty.<hash of the diff>`
+/// with uncommitted changes to tracked files, "unknown" outside a git checkout. Rerun when HEAD moves, the
 /// index changes (a commit, an add) or a source file changes (dirty or not).
 fn commit() {
     for watched in [".git/HEAD", ".git/index", "src", "Cargo.toml", "configs"] {
@@ -30,7 +30,12 @@ fn commit() {
             if git(&["status", "--porcelain", "--untracked-files=no"])
                 .is_some_and(|s| !s.is_empty()) =>
         {
-            format!("{head}-dirty")
+            // The diff's hash tells two dirty builds apart, so that `regress` (which counts
+            // only its own build's records) never takes an edited tree's numbers for another's.
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            git(&["diff", "HEAD"]).hash(&mut h);
+            format!("{head}-dirty.{:08x}", h.finish() as u32)
         }
         Some(head) => head,
         None => "unknown".into(),

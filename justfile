@@ -87,3 +87,13 @@ reproduce-plus *args:
 # MNIST and CIFAR-10 at gamma_l 0-0.2, then the report in reports/deep_sad/. Resumable.
 reproduce-deep-sad *args:
     cargo run --release -- reproduce --profile deep_sad {{args}}
+
+# After a change that moves numbers on purpose (and bumps build_info::NUMERICS): the `ci`
+# profile from scratch, its floors checked, its means written as this CPU family's golden values.
+refresh-golden:
+    rm -rf results/ci
+    cargo run --release -- regress --profile ci --results results/ci --thresholds tests/regression/thresholds.toml --refresh-golden
+
+# The guard's teeth: a copy with the loss's targets swapped must fail `regress` (~5 min).
+guard-broken-loss:
+    bash tests/regression/broken-loss.sh

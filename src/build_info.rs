@@ -15,8 +15,8 @@ pub const NUMERICS: u32 = 2;
 pub struct Build {
     /// The crate version.
     pub version: String,
-    /// The git commit it was built from (short hash, `-dirty` with uncommitted changes), or
-    /// "unknown" outside a git checkout.
+    /// The git commit it was built from (short hash, `-dirty.<hash of the diff>` with
+    /// uncommitted changes), or "unknown" outside a git checkout.
     pub commit: String,
     pub numerics: u32,
 }

@@ -158,7 +158,7 @@ fn case_04_evaluate_refuses_changed_data() {
 }
 
 /// Cases 5, 9 and 11: `score` refuses a NaN threshold, and a hand-edited `eidn.json` with
-/// reversed quantiles or an absurd input shape is refused on load, naming the file.
+/// reversed calibration scores or an absurd input shape is refused on load, naming the file.
 #[test]
 fn case_05_09_11_bad_thresholds_and_edited_models_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,20 +178,20 @@ fn case_05_09_11_bad_thresholds_and_edited_models_are_refused() {
     let config = dir.path().join("m/eidn.json");
     let original = std::fs::read_to_string(&config).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
-    let q = v["calibration"]["quantiles"].as_array_mut().unwrap();
+    let q = v["calibration"]["scores"].as_array_mut().unwrap();
     q.reverse();
     std::fs::write(&config, serde_json::to_string(&v).unwrap()).unwrap();
     let (code, _, err) = score(&[]);
     assert_eq!(code, Some(2));
     assert!(
-        err.contains("eidn.json") && err.contains("quantiles"),
+        err.contains("eidn.json") && err.contains("scores must be finite and ascending"),
         "{err}"
     );
-    v["calibration"]["quantiles"] = serde_json::json!([]);
+    v["calibration"]["scores"] = serde_json::json!([]);
     std::fs::write(&config, serde_json::to_string(&v).unwrap()).unwrap();
     let (code, _, err) = score(&["--fpr", "0.05"]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("quantiles"), "{err}");
+    assert!(err.contains("scores must be"), "{err}");
 
     let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
     v["encoder"]["input"] = serde_json::json!([1, 100000, 100000]);

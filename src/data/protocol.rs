@@ -1,6 +1,7 @@
 //! Experiment protocols: which training images are the normal pool X and the labelled
 //! anomaly pool X^, and which test images count as anomalies (paper Section 4).
 
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,29 @@ impl Pools {
         all.pixels.extend_from_slice(&self.anomalous.pixels);
         all.labels.extend_from_slice(&self.anomalous.labels);
         all
+    }
+
+    /// Takes a share of the normal pool out (drawn with `seed`, at least one image when
+    /// `share` > 0, at least one left) and returns it: normal images the network never sees,
+    /// for calibrating its threshold.
+    pub fn hold_out_normal(&mut self, share: f64, seed: u64) -> ImageSet {
+        let n = self.normal.len();
+        let k = if share > 0.0 {
+            ((share * n as f64).round() as usize).clamp(1, n.saturating_sub(1))
+        } else {
+            0
+        };
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut Xoshiro256PlusPlus::seed_from_u64(
+            seed ^ 0x4341_4C49_4252_4154,
+        ));
+        let (held, kept) = order.split_at(k);
+        let (mut held, mut kept) = (held.to_vec(), kept.to_vec());
+        held.sort_unstable();
+        kept.sort_unstable();
+        let out = self.normal.select(&held);
+        self.normal = self.normal.select(&kept);
+        out
     }
 
     /// Every training image labelled 0 = normal, 1 = anomalous (the paper's binary LDA).

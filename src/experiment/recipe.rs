@@ -288,7 +288,6 @@ pub fn select(
                 protocol: None,
                 reference_ops: false,
                 data: None,
-                calibrate_fpr: None,
             };
             let model = params.fit(&Pools { normal, anomalous }, device, &options)?;
             let mut scores = model.score(&val_normal)?;

@@ -19,7 +19,7 @@ pub use error::ModelError;
 pub use io::parse_device;
 pub(crate) use io::save_model;
 pub(crate) use score::row_norms;
-pub use score::Calibration;
+pub use score::{Calibration, CalibrationSource};
 #[cfg(test)]
 pub(crate) use testing::max_gap;
 pub use training::TrainOptions;

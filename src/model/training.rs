@@ -15,9 +15,6 @@ pub struct TrainOptions {
     pub reference_ops: bool,
     /// The data copy's verification status, recorded in `eidn.json`.
     pub data: Option<String>,
-    /// Calibrate a score threshold at this false-positive rate on the normal training
-    /// images (after training; it does not change the network).
-    pub calibrate_fpr: Option<f64>,
 }
 
 pub(crate) fn progress_bar(visible: bool, total: u64) -> ProgressBar {

@@ -5,12 +5,13 @@
 //! Where to look: `frame` (the frame, `results.csv` / `.parquet`, the shared queries),
 //! `published` (the paper's numbers), `header` and `coverage` (what ran, where, how much),
 //! `tables` (Tables 1-3), `figures` (Figs 5 and 7), `unseen` (the unseen test and Fig 6),
-//! `plot` (the charts), `thresholds` (CI's regression guard).
+//! `plot` (the charts), `thresholds` and `golden` (CI's regression guard).
 
 mod coverage;
 mod deep_sad;
 mod figures;
 pub mod frame;
+mod golden;
 mod header;
 mod plot;
 mod published;
@@ -25,6 +26,7 @@ use polars::prelude::{BooleanChunked, DataFrame};
 
 pub use coverage::StageCoverage;
 pub use frame::{records_frame, Stat};
+pub use golden::{today, CpuFamily, Golden, GoldenCell, GoldenCheck};
 pub use published::{Published, PublishedRow, PublishedTable};
 pub use thresholds::{ThresholdCell, Thresholds};
 pub use unseen::Fig6;

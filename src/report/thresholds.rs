@@ -28,7 +28,12 @@ pub struct ThresholdCell {
     #[serde(default = "one_vs_rest")]
     pub protocol: String,
     pub normal_class: u8,
-    pub anomaly_ratio: f64,
+    /// Labelled anomalies per normal training image; a `deep-sad` cell may give Deep SAD's
+    /// `gamma_l` = m / (n + m) instead.
+    #[serde(default)]
+    pub anomaly_ratio: Option<f64>,
+    #[serde(default)]
+    pub gamma_l: Option<f64>,
     pub reducer: ReducerKind,
     pub detector: DetectorKind,
     pub min_auc: f64,
@@ -39,13 +44,25 @@ fn one_vs_rest() -> String {
 }
 
 impl ThresholdCell {
+    /// The cell's anomalies per normal training image (m / n).
+    fn ratio(&self) -> f64 {
+        match (self.anomaly_ratio, self.gamma_l) {
+            (Some(r), _) => r,
+            (None, Some(g)) => g / (1.0 - g),
+            (None, None) => f64::NAN,
+        }
+    }
+
     fn name(&self) -> String {
         format!(
             "{} {} class {} @ {} {}/{}",
             self.dataset,
             self.protocol,
             self.normal_class,
-            pct(self.anomaly_ratio),
+            match self.gamma_l {
+                Some(g) => format!("gamma_l {g}"),
+                None => pct(self.ratio()),
+            },
             self.reducer.as_str(),
             self.detector.as_str()
         )
@@ -59,7 +76,7 @@ impl ThresholdCell {
                 is(df, "dataset", &self.dataset.to_string())?,
                 is(df, "protocol", &self.protocol)?,
                 class.equal(u32::from(self.normal_class)),
-                ratio_is(df, self.anomaly_ratio)?,
+                ratio_is(df, self.ratio())?,
                 is(df, "reducer", self.reducer.as_str())?,
                 is(df, "detector", self.detector.as_str())?,
             ];
@@ -96,12 +113,16 @@ impl Thresholds {
                     c.min_auc
                 ));
             }
-            if !(c.anomaly_ratio > 0.0 && c.anomaly_ratio.is_finite()) {
-                return bad(format!(
-                    "cell {}: anomaly_ratio {} must be > 0",
-                    i + 1,
-                    c.anomaly_ratio
-                ));
+            match (c.anomaly_ratio, c.gamma_l) {
+                (Some(r), None) if r > 0.0 && r.is_finite() => {}
+                (None, Some(g)) if (0.0..1.0).contains(&g) => {}
+                (r, g) => {
+                    return bad(format!(
+                        "cell {}: give anomaly_ratio (> 0) or gamma_l (in [0, 1)), one of them \
+                         (found {r:?}, {g:?})",
+                        i + 1
+                    ))
+                }
             }
         }
         Ok(t)

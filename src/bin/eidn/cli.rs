@@ -168,9 +168,17 @@ pub struct ReportArgs {
 pub struct RegressArgs {
     #[command(flatten)]
     pub grid: GridArgs,
-    /// TOML file of per-cell minimum mean AUCs.
+    /// TOML file of per-cell minimum mean AUCs (the floors).
     #[arg(long, value_name = "FILE")]
     pub thresholds: PathBuf,
+    /// Folder of golden mean AUCs, one file per CPU family; without this CPU family's file
+    /// only the floors are checked.
+    #[arg(long, value_name = "DIR", default_value = "tests/regression/golden")]
+    pub golden: PathBuf,
+    /// Write this run's mean AUCs as this CPU family's golden values (when the floors pass),
+    /// after a change that moves numbers on purpose.
+    #[arg(long)]
+    pub refresh_golden: bool,
 }
 
 #[derive(Args)]
@@ -226,10 +234,15 @@ pub struct TrainArgs {
     /// Replace the model already in `--out`.
     #[arg(long)]
     pub force: bool,
-    /// The score threshold recorded for `eidn score`: flags this fraction of the normal
-    /// training images.
+    /// The score threshold recorded for `eidn score`: flags at most this fraction of new
+    /// normal images (calibrated on the held-out ones).
     #[arg(long, default_value_t = 0.01, value_parser = parse_fpr)]
     pub fpr: f64,
+    /// Share of the normal training images held out of training to calibrate the threshold
+    /// on. 0 calibrates on the training images themselves, which the network pulled to the
+    /// origin: new normal images then score higher and more than --fpr of them are flagged.
+    #[arg(long, default_value_t = 0.1, value_parser = parse_share)]
+    pub calibration_share: f64,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -240,6 +253,14 @@ pub struct TrainArgs {
     /// Print the evaluation as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// A share of the normal training images to hold out, in [0, 0.5].
+fn parse_share(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=0.5).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a share in [0, 0.5], e.g. 0.1")),
+    }
 }
 
 /// A false-positive rate in (0, 1).
@@ -270,10 +291,11 @@ pub struct ScoreArgs {
     /// Call an image anomalous above this score (default: the threshold `train` calibrated).
     #[arg(long, conflicts_with = "fpr", value_parser = parse_threshold)]
     pub threshold: Option<f64>,
-    /// Recalibrate: the threshold that flags this fraction of the normal training images.
+    /// Recalibrate: the threshold that flags at most this fraction of new normal images
+    /// (from the calibration images' scores that `train` kept).
     #[arg(long, value_parser = parse_fpr)]
     pub fpr: Option<f64>,
-    /// table, csv (path,score,verdict) or json (one object per line).
+    /// table, csv (path,score,percentile,verdict) or json (one object per line).
     #[arg(long, value_enum, default_value = "table")]
     pub format: ScoreFormat,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]

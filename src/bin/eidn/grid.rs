@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use eidn::build_info::Build;
+use eidn::build_info::{Build, NUMERICS};
 use eidn::experiment::grid::{default_folder, run_grid, GridRequest};
-use eidn::experiment::{read_records, select_from_build, Profile, Reuse, ValidProfile};
-use eidn::report::{check_out, records_frame, Report, Thresholds};
+use eidn::experiment::{read_records, select_from_build, Profile, Record, Reuse, ValidProfile};
+use eidn::report::{check_out, records_frame, today, CpuFamily, Golden, Report, Thresholds};
 
 use crate::cli::{GridArgs, RegressArgs, ReportArgs, ReproduceArgs};
 use crate::CHECK_FAILED;
@@ -80,19 +80,103 @@ pub fn regress(args: &RegressArgs, data_dir: &Path, mirror: Option<&str>) -> Res
         eprintln!("regress: {line}");
     }
     let frame = records_frame(&selection.counted, &selection)?;
-    let failures = thresholds.check(&frame)?;
+    let mut failures = thresholds.check(&frame)?;
     out!("{}", thresholds.table(&frame)?)?;
     for (cell, why) in &summary.failed {
         eprintln!("regress: FAILED CELL {cell}: {why}");
     }
+    let floors_hold = failures.is_empty() && summary.failed.is_empty();
+    let golden = check_golden(args, &profile.name, &selection.counted, floors_hold)?;
+    let checked = golden.is_some();
+    failures.extend(golden.into_iter().flatten());
     if failures.is_empty() && summary.failed.is_empty() {
-        out!("regress: every cell at or above its threshold")?;
+        out!(
+            "regress: every cell at or above its floor{}",
+            if checked {
+                " and at its golden value"
+            } else {
+                " (golden values not checked: see above)"
+            }
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     for f in &failures {
         eprintln!("regress: FAIL {f}");
     }
     Ok(ExitCode::from(CHECK_FAILED))
+}
+
+/// The golden values of this CPU family against this run, or (`--refresh-golden`) this run
+/// written as them. Returns the failures, or None when there were no values to check.
+fn check_golden(
+    args: &RegressArgs,
+    profile: &str,
+    records: &[Record],
+    floors_hold: bool,
+) -> Result<Option<Vec<String>>> {
+    let cpu = CpuFamily::current();
+    let path = Golden::path(&args.golden, profile, &cpu);
+    let measured = Golden::measure(records, profile, &cpu, Build::current(), today());
+    let refresh = format!(
+        "eidn regress --profile {}{} --thresholds {} --refresh-golden",
+        args.grid.profile,
+        (args.grid.results.as_ref())
+            .map(|r| format!(" --results {}", r.display()))
+            .unwrap_or_default(),
+        args.thresholds.display()
+    );
+    if args.refresh_golden {
+        if !floors_hold {
+            bail!(
+                "golden values not written to {}: the floors fail (above)",
+                path.display()
+            );
+        }
+        measured.write(&path)?;
+        out!(
+            "regress: golden values of {} cells for {} ({}) written to {}",
+            measured.cells.len(),
+            cpu.key,
+            cpu.name,
+            path.display()
+        )?;
+        return Ok(Some(Vec::new()));
+    }
+    match Golden::load(&path)? {
+        None => eprintln!(
+            "regress: no golden values for profile {profile} on this CPU family, {} ({}): no {}, \
+             floors only. Record them with `{refresh}`",
+            cpu.key,
+            cpu.name,
+            path.display()
+        ),
+        Some(g) if g.build.numerics != NUMERICS => eprintln!(
+            "regress: the golden values in {} are of numerics version {} (build {}), this build \
+             computes version {NUMERICS}: not checked; refresh them with `{refresh}`",
+            path.display(),
+            g.build.numerics,
+            g.build.commit
+        ),
+        Some(g) => {
+            let check = g.check(&measured);
+            out!(
+                "golden values of {} (measured {} by {}, tolerance {}):\n{}",
+                path.display(),
+                g.measured,
+                g.build.commit,
+                g.tolerance,
+                check.table
+            )?;
+            if !check.failures.is_empty() {
+                eprintln!(
+                    "regress: a golden value moved; if the change meant to move it, bump \
+                     build_info::NUMERICS and run `{refresh}`"
+                );
+            }
+            return Ok(Some(check.failures));
+        }
+    }
+    Ok(None)
 }
 
 /// Creates `dir` and writes a probe file into it, so an unwritable folder is an error now.

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
 use eidn::data::images::{decode_many, list_images, IMAGE_EXTENSIONS};
 use eidn::data::ImageSet;
-use eidn::model::{parse_device, Eidn};
+use eidn::model::{parse_device, CalibrationSource, Eidn};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{ScoreArgs, ScoreFormat};
@@ -23,6 +23,9 @@ const CHUNK: usize = 1024;
 struct Row {
     path: String,
     score: f64,
+    /// The percentage of the model's calibration images (normal ones) scoring below this
+    /// image: how unusual it is among normal images. None without a calibration.
+    percentile: Option<f64>,
     /// "anomaly", "normal", or "unknown" without a threshold.
     verdict: &'static str,
 }
@@ -30,6 +33,17 @@ struct Row {
 pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
     let device = parse_device(&args.device)?;
     let model = Eidn::load(&args.model, &device)?;
+    let calibration = model.config.calibration.as_ref();
+    if let Some(c) = calibration.filter(|c| c.source == CalibrationSource::Training) {
+        eprintln!(
+            "warning: {}: the threshold was calibrated on the training images ({} scores), which \
+             the network pulled to the origin: expect more than --fpr {} of new normal images \
+             flagged; retrain with a held-out share (train --calibration-share)",
+            args.model.display(),
+            c.scores.len(),
+            args.fpr.unwrap_or(c.fpr)
+        );
+    }
     let threshold = match (args.threshold, args.fpr, &model.config.calibration) {
         (Some(t), _, _) => Some(t),
         (None, Some(fpr), Some(c)) => Some(c.threshold_at(fpr)?),
@@ -99,6 +113,7 @@ pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
             out.row(Row {
                 path: path.display().to_string(),
                 score,
+                percentile: calibration.map(|c| c.percentile(score)),
                 verdict,
             })?;
         }
@@ -133,6 +148,7 @@ impl Output {
         table.set_header([
             "path".to_string(),
             "score".to_string(),
+            "percentile".to_string(),
             match threshold {
                 Some(t) => format!("verdict (threshold {t:.4})"),
                 None => "verdict".to_string(),
@@ -144,23 +160,25 @@ impl Output {
             stdout: std::io::stdout().lock(),
         };
         if format == ScoreFormat::Csv {
-            let _ = writeln!(out.stdout, "path,score,verdict");
+            let _ = writeln!(out.stdout, "path,score,percentile,verdict");
         }
         out
     }
 
     fn row(&mut self, row: Row) -> Result<()> {
+        let percentile = row.percentile.map_or(String::new(), |p| format!("{p:.1}"));
         match self.format {
             ScoreFormat::Table => {
                 self.table.add_row([
                     row.path,
                     format!("{:.6}", row.score),
+                    percentile,
                     row.verdict.to_string(),
                 ]);
                 Ok(())
             }
             ScoreFormat::Csv => self.line(&format!(
-                "{},{},{}",
+                "{},{},{percentile},{}",
                 csv_field(&row.path),
                 row.score,
                 row.verdict

@@ -13,7 +13,10 @@ use eidn::data::protocol::{parse_classes, OneVsRest};
 use eidn::data::verify::{verify, Status};
 use eidn::data::{load, DatasetName};
 use eidn::metrics::{average_precision, roc_auc};
-use eidn::model::{parse_device, Arch, Eidn, EidnParams, TrainOptions, CONFIG_FILE, WEIGHTS_FILE};
+use eidn::model::{
+    parse_device, Arch, CalibrationSource, Eidn, EidnParams, TrainOptions, CONFIG_FILE,
+    WEIGHTS_FILE,
+};
 
 use crate::cli::{EvaluateArgs, SelectRecipeArgs, TrainArgs};
 use crate::CHECK_FAILED;
@@ -85,15 +88,23 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         );
     }
     let data = load(protocol.dataset, data_dir, args.seed)?;
-    let pools = protocol.pools(&data)?;
+    let mut pools = protocol.pools(&data)?;
+    // The threshold's images: normal ones the network never trains on, so that they score
+    // as new normal images will.
+    let held_out = pools.hold_out_normal(args.calibration_share, args.seed);
     // The test set must be able to give an AUC before any training.
     protocol.test_set(&data)?;
     let effective = pools.anomalous.len() as f64 / pools.normal.len() as f64;
     if !args.quiet {
         eprintln!(
-            "training on {} normal ({}) + {} anomalous images (anomaly ratio {}{}), {} steps of {} triplets",
+            "training on {} normal ({}{}) + {} anomalous images (anomaly ratio {}{}), {} steps of {} triplets",
             pools.normal.len(),
             protocol.normal_name(&data.train.class_names),
+            if held_out.is_empty() {
+                String::new()
+            } else {
+                format!("; {} more held out to calibrate the threshold", held_out.len())
+            },
             pools.anomalous.len(),
             round4(effective),
             if (effective - args.anomaly_ratio).abs() > 1e-3 * args.anomaly_ratio {
@@ -113,9 +124,40 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         protocol: Some(protocol),
         reference_ops: args.reference_ops,
         data: status,
-        calibrate_fpr: Some(args.fpr),
     };
     let mut model = params.fit(&pools, &device, &options)?;
+    if held_out.is_empty() {
+        eprintln!(
+            "warning: --calibration-share 0: the threshold is calibrated on the training images, \
+             which the network pulled to the origin; expect more than --fpr {} of new normal \
+             images flagged",
+            args.fpr
+        );
+        model.calibrate(&pools.normal, args.fpr, CalibrationSource::Training)?;
+    } else {
+        model.calibrate(
+            &held_out,
+            args.fpr,
+            CalibrationSource::HeldOut {
+                share: args.calibration_share,
+            },
+        )?;
+    };
+    if let Some(c) = model
+        .config
+        .calibration
+        .as_ref()
+        .filter(|c| !c.resolves(args.fpr))
+    {
+        eprintln!(
+            "warning: {} calibration images cannot resolve --fpr {}: the threshold is their \
+             highest score (about 1 in {} new normal images flagged); hold out more \
+             (--calibration-share) or ask for a higher --fpr",
+            c.scores.len(),
+            args.fpr,
+            c.scores.len() + 1
+        );
+    }
     model.config.dataset = dataset.declaration().map(|d| d.spec());
     model.config.data_fingerprint = Some(data.fingerprint());
     model.save(&args.out)?;
@@ -207,6 +249,19 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
     let score_seconds = start.elapsed().as_secs_f64();
     let auc = roc_auc(&scores, &test.is_anomaly)?;
     let ap = average_precision(&scores, &test.is_anomaly)?;
+    // What the recorded threshold does on the test split: the rate of normal images it
+    // flags (what --fpr asked for) and of anomalies it catches.
+    let calibration = model.config.calibration.as_ref();
+    let rates = calibration.map(|c| {
+        let flagged = |anomalous: bool| {
+            let of: Vec<f64> = (scores.iter().zip(&test.is_anomaly))
+                .filter(|(_, &a)| a == anomalous)
+                .map(|(&s, _)| s)
+                .collect();
+            of.iter().filter(|&&s| s > c.threshold).count() as f64 / of.len().max(1) as f64
+        };
+        (flagged(false), flagged(true))
+    });
     if json {
         let out = serde_json::json!({
             "auc": auc,
@@ -225,6 +280,12 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             "seed": protocol.seed,
             "n_test": test.images.len(),
             "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
+            "threshold": calibration.map(|c| c.threshold),
+            "requested_fpr": calibration.map(|c| c.fpr),
+            "calibration": calibration.map(|c| c.source),
+            "n_calibration": calibration.map(|c| c.scores.len()),
+            "test_fpr": rates.map(|r| r.0),
+            "test_tpr": rates.map(|r| r.1),
         });
         out!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
@@ -237,6 +298,20 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
             model.config.steps,
             model.config.train_seconds
         )?;
+        if let (Some(c), Some((fpr, tpr))) = (calibration, rates) {
+            let on = match c.source {
+                CalibrationSource::HeldOut { .. } => "held-out normal",
+                CalibrationSource::Training => "normal training",
+            };
+            out!(
+                "at the threshold {:.4} (--fpr {} on {} {on} images): {:.2} % of the test's normal images flagged, {:.2} % of its anomalies",
+                c.threshold,
+                c.fpr,
+                c.scores.len(),
+                100.0 * fpr,
+                100.0 * tpr
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

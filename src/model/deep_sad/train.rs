@@ -158,15 +158,27 @@ fn sad_step(
     c: &Tensor,
     eta: f64,
 ) -> candle_core::Result<f32> {
-    let dist = sq_dist(&net.encode(x, true)?, c)?;
-    let inverse = ((&dist + DIST_EPS)?.recip()? * eta)?;
-    let unlabelled = labelled.affine(-1.0, 1.0)?;
-    let loss = ((dist * unlabelled)? + (inverse * labelled)?)?.mean(0)?;
+    let loss = sad_objective(&net.encode(x, true)?, labelled, c, eta)?;
     let value = loss.to_scalar::<f32>()?;
     if value.is_finite() {
         adam.step(&loss)?;
     }
     Ok(value)
+}
+
+/// Deep SAD's objective (Ruff et al. 2020, eq. 4 without the weight decay) on embeddings
+/// `z`: the mean over the batch of `|z - c|^2` (unlabelled) or `eta / (|z - c|^2 + eps)`
+/// (`labelled` 1: a labelled anomaly).
+fn sad_objective(
+    z: &Tensor,
+    labelled: &Tensor,
+    c: &Tensor,
+    eta: f64,
+) -> candle_core::Result<Tensor> {
+    let dist = sq_dist(z, c)?;
+    let inverse = ((&dist + DIST_EPS)?.recip()? * eta)?;
+    let unlabelled = labelled.affine(-1.0, 1.0)?;
+    ((dist * unlabelled)? + (inverse * labelled)?)?.mean(0)
 }
 
 /// A Deep SAD training step on a fixed batch of synthetic images, for `just
@@ -321,6 +333,27 @@ impl DeepSadValidParams {
 mod tests {
     use super::*;
     use crate::model::deep_sad::DeepSadParams;
+
+    /// Issue 27 item 4: the objective by hand. c = (1, 1); z = (1, 0), (0, 2), (3, 4) have
+    /// squared distances 1, 2 and 13; the last two are labelled anomalies, eta = 2:
+    /// (1 + 2 / (2 + 1e-6) + 2 / (13 + 1e-6)) / 3 = 0.717948...
+    #[test]
+    fn objective_by_hand() {
+        let d = Device::Cpu;
+        let z = Tensor::new(&[[1f32, 0.], [0., 2.], [3., 4.]], &d).unwrap();
+        let labelled = Tensor::new(&[0f32, 1., 1.], &d).unwrap();
+        let c = Tensor::new(&[1f32, 1.], &d).unwrap();
+        let got = sad_objective(&z, &labelled, &c, 2.0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let want = (1.0 + 2.0 / (2.0 + 1e-6) + 2.0 / (13.0 + 1e-6)) / 3.0;
+        assert!((f64::from(got) - want).abs() < 1e-6, "{got} vs {want}");
+        // eta 0 and no labels: the mean squared distance (Deep SVDD's one-class objective).
+        let none = Tensor::zeros(3, candle_core::DType::F32, &d).unwrap();
+        let svdd = sad_objective(&z, &none, &c, 0.0).unwrap();
+        assert!((svdd.to_scalar::<f32>().unwrap() - 16.0 / 3.0).abs() < 1e-5);
+    }
 
     /// A few epochs on synthetic images: the reconstruction and the Deep SAD losses fall,
     /// the labelled anomalies end up farther from c than the unlabelled images, the same

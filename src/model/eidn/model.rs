@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::protocol::OneVsRest;
 use crate::data::ImageSet;
 use crate::model::io::{load_config, save_model};
-use crate::model::score::{row_norms, Calibration};
+use crate::model::score::{row_norms, Calibration, CalibrationSource};
 use crate::model::ModelError;
 
 use super::encoder::{Encoder, EncoderConfig};
@@ -101,6 +101,19 @@ impl Eidn {
             out.extend(z.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
         }
         Ok(out)
+    }
+
+    /// Calibrates the score threshold at false-positive rate `fpr` on `normals`: normal
+    /// images held out of training, or (`CalibrationSource::Training`) the training ones.
+    pub fn calibrate(
+        &mut self,
+        normals: &ImageSet,
+        fpr: f64,
+        source: CalibrationSource,
+    ) -> Result<(), ModelError> {
+        let scores = self.score(normals)?;
+        self.config.calibration = Some(Calibration::new(scores, fpr, source)?);
+        Ok(())
     }
 
     /// Anomaly scores: Euclidean distance of f(x) from the origin.

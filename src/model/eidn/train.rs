@@ -13,7 +13,7 @@ use super::params::{EidnValidParams, MAX_STEP_BYTES};
 use super::sampler::TripletSampler;
 use crate::data::protocol::Pools;
 use crate::model::conv;
-use crate::model::score::{check_not_collapsed, Calibration};
+use crate::model::score::check_not_collapsed;
 use crate::model::training::{progress_bar, TrainOptions};
 use crate::model::ModelError;
 
@@ -70,7 +70,7 @@ impl EidnValidParams {
             config: encoder_config,
             ..
         } = trainer;
-        let mut model = Eidn {
+        let model = Eidn {
             encoder,
             varmap,
             device: device.clone(),
@@ -97,13 +97,9 @@ impl EidnValidParams {
                 reason: format!("the last epoch's mean loss per triplet is {mean_loss:e}"),
             });
         }
-        let scores = model.score(&pools.normal)?;
-        let mut all = scores.clone();
-        all.extend(model.score(&pools.anomalous)?);
-        check_not_collapsed(&all)?;
-        if let Some(fpr) = options.calibrate_fpr {
-            model.config.calibration = Some(Calibration::new(scores, fpr)?);
-        }
+        let mut scores = model.score(&pools.normal)?;
+        scores.extend(model.score(&pools.anomalous)?);
+        check_not_collapsed(&scores)?;
         Ok(model)
     }
 }
