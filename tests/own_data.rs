@@ -115,7 +115,7 @@ fn a_folder_of_shapes_from_verify_to_report() {
     for row in csv.lines().skip(1) {
         let f: Vec<&str> = row.split(',').collect();
         let square = f[0].contains("/square/");
-        flagged[usize::from(square)] += usize::from(f[2] == "anomaly");
+        flagged[usize::from(square)] += usize::from(f[3] == "anomaly");
     }
     assert!(
         flagged[1] >= 15 && flagged[0] <= 5,
