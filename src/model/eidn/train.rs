@@ -238,6 +238,27 @@ mod tests {
         ImageSet::synthetic(n, [1, 28, 28], salt)
     }
 
+    /// The two losses, and their gradients on every weight, are the same (and not zero).
+    fn assert_same_step(t: &Trainer, loss: &Tensor, reference: &Tensor, what: &str) {
+        let (a, b) = (
+            loss.to_scalar::<f32>().unwrap(),
+            reference.to_scalar::<f32>().unwrap(),
+        );
+        assert!(b > 0.0, "{what}: a zero loss would compare zero gradients");
+        assert!(
+            (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+            "{what}: loss {a} vs {b}"
+        );
+        let (ga, gb) = (loss.backward().unwrap(), reference.backward().unwrap());
+        for var in t.varmap.all_vars() {
+            let (d, s) = max_gap(ga.get(&var).unwrap(), gb.get(&var).unwrap());
+            assert!(
+                d <= 1e-4 * s.max(1e-6),
+                "{what}: gradient differs by {d} (max {s})"
+            );
+        }
+    }
+
     /// Issue 14 item 1: embedding each distinct image once and gathering gives the loss and
     /// gradients of embedding all 2m picks (here 5 anomalies, so most picks repeat).
     #[test]
@@ -291,20 +312,7 @@ mod tests {
                 0.2,
             )
             .unwrap();
-            let (a, b) = (
-                deduped.to_scalar::<f32>().unwrap(),
-                plain.to_scalar::<f32>().unwrap(),
-            );
-            assert!(b > 0.0, "a zero loss would compare zero gradients");
-            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "loss {a} vs {b}");
-            let (ga, gb) = (deduped.backward().unwrap(), plain.backward().unwrap());
-            for var in t.varmap.all_vars() {
-                let (d, s) = max_gap(ga.get(&var).unwrap(), gb.get(&var).unwrap());
-                assert!(
-                    d <= 1e-4 * s.max(1e-6),
-                    "fast {fast}: gradient differs by {d} (max {s})"
-                );
-            }
+            assert_same_step(&t, &deduped, &plain, &format!("fast {fast}"));
         }
     }
 
@@ -367,19 +375,7 @@ mod tests {
             0.2,
         )
         .unwrap();
-        let (a, b) = (
-            gathered.to_scalar::<f32>().unwrap(),
-            plain.to_scalar::<f32>().unwrap(),
-        );
-        assert!(
-            b > 0.0 && (a - b).abs() <= 1e-5 * b.abs().max(1.0),
-            "{a} vs {b}"
-        );
-        let (ga, gb) = (gathered.backward().unwrap(), plain.backward().unwrap());
-        for var in t.varmap.all_vars() {
-            let (d, s) = max_gap(ga.get(&var).unwrap(), gb.get(&var).unwrap());
-            assert!(d <= 1e-4 * s.max(1e-6), "gradient differs by {d} (max {s})");
-        }
+        assert_same_step(&t, &gathered, &plain, "augmented");
         // And a step trains: the loss is finite and the weights move.
         assert!(t.step(&pools).unwrap().is_finite());
     }
