@@ -47,7 +47,8 @@ fn main() {
     commit();
     println!("cargo::rerun-if-env-changed=EIDN_DATA_DIR");
     println!("cargo::rerun-if-env-changed=CI");
-    for name in ["mnist", "cifar10"] {
+    println!("cargo::rerun-if-env-changed=EIDN_MODELS_DIR");
+    for name in ["mnist", "cifar10", "weights"] {
         println!("cargo::rustc-check-cfg=cfg(eidn_no_{name})");
     }
     let dir = std::env::var_os("EIDN_DATA_DIR")
@@ -72,5 +73,13 @@ fn main() {
         if !files_present(&dir.join(name), name) {
             println!("cargo::rustc-cfg=eidn_no_{name}");
         }
+    }
+    // The EfficientNet-Lite0 weights (src/backbone/weights.toml), by name only.
+    let models = std::env::var_os("EIDN_MODELS_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.join("models"));
+    if !models.join("efficientnet-lite0-57934424.pth").is_file() {
+        println!("cargo::rustc-cfg=eidn_no_weights");
     }
 }

@@ -32,6 +32,7 @@ macro_rules! checked_params {
 }
 pub(crate) use checked_params;
 
+pub mod backbone;
 pub mod build_info;
 pub mod data;
 pub mod detect;

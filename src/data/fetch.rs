@@ -209,6 +209,11 @@ fn stream_to(
         // A slow link may take hours; only silence ends a download.
         .timeout_recv_body(None)
         .timeout_per_read(Some(options.read_timeout))
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                .build(),
+        )
         .build()
         .into();
     let have = std::fs::metadata(tmp).map_or(0, |m| m.len());

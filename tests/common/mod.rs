@@ -235,3 +235,27 @@ pub fn run(c: &mut Command) -> (Option<i32>, String, String) {
         String::from_utf8_lossy(&stderr).into_owned(),
     )
 }
+
+/// The weights file of `kind` (models folder: `$EIDN_MODELS_DIR`, else `models/` in the data
+/// directory), or `None` with a loud message outside CI. Under `CI=true` absence is a failure:
+/// `.ci/run` fetches the weights before the tests.
+pub fn real_weights(kind: eidn::backbone::BackboneKind) -> Option<PathBuf> {
+    let data = std::env::var_os("EIDN_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("datasets"));
+    let dir = eidn::backbone::weights::models_dir(&data);
+    match eidn::backbone::weights::find(kind, &dir) {
+        Ok(Some(path)) => return Some(path),
+        Ok(None) => {}
+        Err(e) => panic!("{e}"),
+    }
+    let msg = format!(
+        "the {kind} weights are not in {} (run `eidn weights fetch`, or set EIDN_MODELS_DIR)",
+        dir.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}: CI fetches them first");
+    }
+    eprintln!("SKIPPED (not in CI): {msg}");
+    None
+}

@@ -39,6 +39,10 @@ pub enum Command {
     /// Check, describe and download the datasets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Check and download pretrained backbone weights (models folder: $EIDN_MODELS_DIR, else
+    /// models/ in the data directory).
+    #[command(subcommand)]
+    Weights(WeightsCommand),
     /// Train an EIDN encoder on one-vs-rest pools and save it (safetensors + eidn.json).
     Train(TrainArgs),
     /// Score the test set of a saved model's protocol: ROC AUC and average precision.
@@ -314,6 +318,24 @@ pub struct EvaluateArgs {
     pub device: String,
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum WeightsCommand {
+    /// Is each backbone's weights file there with its SHA-256? Exits 1 when one is not.
+    Verify(WeightsArgs),
+    /// Download missing weights (checksummed, resumable; --data-mirror URL: URL/models/).
+    Fetch(WeightsArgs),
+}
+
+#[derive(Args)]
+pub struct WeightsArgs {
+    /// Backbone (default: every one eidn knows).
+    #[arg(long, value_name = "NAME", value_parser = PossibleValuesParser::new(
+        eidn::backbone::BackboneKind::ALL.map(eidn::backbone::BackboneKind::as_str)))]
+    pub backbone: Option<String>,
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(Subcommand)]

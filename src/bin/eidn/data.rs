@@ -1,5 +1,5 @@
-//! `eidn data verify | fetch | example`: the data directory's datasets, checked, fetched or
-//! made up.
+//! `eidn data verify | fetch | example` and `eidn weights verify | fetch`: the data directory's
+//! datasets and the backbones' weights, checked, fetched or made up.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use comfy_table::{presets, Cell, Table};
+use eidn::backbone::{weights, BackboneKind};
 use eidn::data::fetch::{fetch_dataset, FetchOptions, FileOutcome};
 use eidn::data::manifest::Manifest;
 use eidn::data::verify::{verify, DatasetReport, FileVerdict, Status};
 
-use crate::cli::{datasets_named, ExampleArgs, FetchArgs, VerifyArgs};
+use crate::cli::{datasets_named, ExampleArgs, FetchArgs, VerifyArgs, WeightsArgs};
 use crate::{code, ERROR};
 
 pub fn verify_command(args: &VerifyArgs, data_dir: &Path, source: &str) -> Result<ExitCode> {
@@ -165,4 +166,45 @@ fn print_report(r: &DatasetReport) -> std::io::Result<()> {
         out!("{t}")?;
     }
     Ok(())
+}
+
+fn backbones(args: &WeightsArgs) -> Vec<BackboneKind> {
+    match &args.backbone {
+        Some(name) => vec![BackboneKind::parse(name).expect("clap admits only known names")],
+        None => BackboneKind::ALL.to_vec(),
+    }
+}
+
+pub fn weights_verify(args: &WeightsArgs, data_dir: &Path) -> Result<ExitCode> {
+    let dir = weights::models_dir(data_dir);
+    let mut ok = true;
+    for kind in backbones(args) {
+        match weights::find(kind, &dir) {
+            Ok(Some(path)) => out!("{kind}: ok ({})", path.display())?,
+            Ok(None) => {
+                ok = false;
+                out!("{kind}: missing in {} (eidn weights fetch)", dir.display())?;
+            }
+            Err(e) => {
+                ok = false;
+                out!("{kind}: {e}")?;
+            }
+        }
+    }
+    Ok(code(ok))
+}
+
+pub fn weights_fetch(
+    args: &WeightsArgs,
+    data_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<ExitCode> {
+    let dir = weights::models_dir(data_dir);
+    for kind in backbones(args) {
+        let path = weights::ensure(kind, &dir, mirror, !args.quiet)?;
+        if !args.quiet {
+            out!("{kind}: {}", path.display())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

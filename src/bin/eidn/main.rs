@@ -22,7 +22,7 @@ mod grid;
 mod score;
 mod train;
 
-use cli::{Cli, Command, DataCommand};
+use cli::{Cli, Command, DataCommand, WeightsCommand};
 use eidn::data::catalog::declare_all;
 use eidn::data::resolve_data_dir;
 
@@ -73,6 +73,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Data(DataCommand::Fetch(args)) => data::fetch(&args, &data_dir),
         Command::Data(DataCommand::Example(args)) => data::example(&args),
+        Command::Weights(WeightsCommand::Verify(args)) => data::weights_verify(&args, &data_dir),
+        Command::Weights(WeightsCommand::Fetch(args)) => {
+            data::weights_fetch(&args, &data_dir, mirror)
+        }
         Command::Train(args) => train::train(&args, &data_dir, mirror),
         Command::Evaluate(args) => train::evaluate(&args, &data_dir),
         Command::SelectRecipe(args) => train::select_recipe(&args, &data_dir, mirror),
