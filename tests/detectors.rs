@@ -3,8 +3,8 @@
 //! extended-isolation-forest crate.
 
 use eidn::detect::{
-    AnomalyScorer, DetectorKind, GmmParams, IsolationForestParams, LofParams, OneClassSvmParams,
-    OriginDistance,
+    AnomalyScorer, DetectorKind, GmmParams, IsolationForestParams, KnnParams, LofParams,
+    MahalanobisParams, OneClassSvmParams, OriginDistance,
 };
 use eidn::metrics::roc_auc;
 use extended_isolation_forest::{Forest, ForestOptions};
@@ -216,4 +216,47 @@ fn isolation_forest_path_lengths_match_scikit_learn() {
     }
     eprintln!("isolation forest scores vs scikit-learn: worst gap {worst:.4}, mean {mean_gap:+.5}");
     assert!(mean_gap.abs() <= 0.002, "a systematic gap: {mean_gap}");
+}
+
+/// Issue 29: kNN's mean distance and Ledoit-Wolf Mahalanobis distances equal scikit-learn's
+/// point by point, in 4-D (k-d tree) and 64-D with 80 points (brute force, strong shrinkage).
+#[test]
+fn knn_and_mahalanobis_equal_scikit_learn() {
+    let json: Value =
+        serde_json::from_str(include_str!("fixtures/knn_mahalanobis_sklearn.json")).unwrap();
+    let matrix = |v: &Value| {
+        let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
+        let (n, d) = (rows.len(), rows[0].len());
+        Array2::from_shape_vec((n, d), rows.into_iter().flatten().collect()).unwrap()
+    };
+    for case in json["cases"].as_array().unwrap() {
+        let (train, test) = (matrix(&case["train"]), matrix(&case["test"]));
+        let k = case["k"].as_u64().unwrap() as usize;
+        let knn = KnnParams::default().n_neighbors(k).fit(&train).unwrap();
+        let maha = MahalanobisParams::default().fit(&train).unwrap();
+        let shrinkage = case["shrinkage"].as_f64().unwrap();
+        assert!(
+            (maha.shrinkage - shrinkage).abs() < 1e-10,
+            "{} vs {shrinkage}",
+            maha.shrinkage
+        );
+        for (name, ours, key) in [
+            ("kNN", knn.score(&test).unwrap(), "knn_scores"),
+            (
+                "Mahalanobis",
+                maha.score(&test).unwrap(),
+                "mahalanobis_scores",
+            ),
+        ] {
+            let theirs: Vec<f64> = serde_json::from_value(case[key].clone()).unwrap();
+            assert_eq!(ours.len(), theirs.len());
+            for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+                assert!(
+                    (a - b).abs() <= 1e-8 * b.abs().max(1.0),
+                    "{name} in {}-D, sample {i}: ours {a}, scikit-learn {b}",
+                    train.ncols()
+                );
+            }
+        }
+    }
 }

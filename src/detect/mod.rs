@@ -14,6 +14,9 @@
 //!   components chosen by BIC, scored by the negative log-likelihood with log-sum-exp.
 //! - [`Lof`]: local outlier factor in scikit-learn's novelty mode, on a kiddo k-d tree.
 //! - [`OriginDistance`]: EIDN's own score, the distance from the origin.
+//! - [`Knn`](KnnParams): mean distance to the k nearest normal training points (DN2).
+//! - [`Mahalanobis`](MahalanobisParams): squared Mahalanobis distance under the Ledoit-Wolf
+//!   shrunk covariance of the normal training points.
 
 /// `crate::checked_params!` for a detector, plus `fit` on the unchecked params (checks first).
 macro_rules! detector_params {
@@ -31,7 +34,10 @@ use detector_params;
 
 mod gmm;
 mod iforest;
+mod knn;
 mod lof;
+mod mahalanobis;
+mod neighbours;
 mod ocsvm;
 
 use linfa::ParamGuard;
@@ -40,7 +46,9 @@ use serde::{Deserialize, Serialize};
 
 pub use gmm::{FittedGmm, GmmParams, GmmValidParams};
 pub use iforest::{FittedIsolationForest, IsolationForestParams, IsolationForestValidParams};
+pub use knn::{FittedKnn, KnnParams, KnnValidParams};
 pub use lof::{FittedLof, LofParams, LofValidParams};
+pub use mahalanobis::{FittedMahalanobis, MahalanobisParams, MahalanobisValidParams};
 pub use ocsvm::{FittedOneClassSvm, Gamma, OneClassSvmParams, OneClassSvmValidParams};
 
 #[derive(Debug, thiserror::Error)]
@@ -85,15 +93,19 @@ pub enum DetectorKind {
     Gmm,
     Lof,
     OriginDistance,
+    Knn,
+    Mahalanobis,
 }
 
 impl DetectorKind {
-    pub const ALL: [DetectorKind; 5] = [
+    pub const ALL: [DetectorKind; 7] = [
         DetectorKind::IsolationForest,
         DetectorKind::OneClassSvm,
         DetectorKind::Gmm,
         DetectorKind::Lof,
         DetectorKind::OriginDistance,
+        DetectorKind::Knn,
+        DetectorKind::Mahalanobis,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -103,6 +115,8 @@ impl DetectorKind {
             DetectorKind::Gmm => "gmm",
             DetectorKind::Lof => "lof",
             DetectorKind::OriginDistance => "origin_distance",
+            DetectorKind::Knn => "knn",
+            DetectorKind::Mahalanobis => "mahalanobis",
         }
     }
 
@@ -114,6 +128,8 @@ impl DetectorKind {
             DetectorKind::Gmm => "GMM",
             DetectorKind::Lof => "LOF",
             DetectorKind::OriginDistance => "distance from origin",
+            DetectorKind::Knn => "kNN",
+            DetectorKind::Mahalanobis => "Mahalanobis",
         }
     }
 
@@ -129,6 +145,10 @@ impl DetectorKind {
             DetectorKind::Gmm => Detector::Gmm(GmmParams::new(seed).check()?),
             DetectorKind::Lof => Detector::Lof(LofParams::default().check()?),
             DetectorKind::OriginDistance => Detector::OriginDistance,
+            DetectorKind::Knn => Detector::Knn(KnnParams::default().check()?),
+            DetectorKind::Mahalanobis => {
+                Detector::Mahalanobis(MahalanobisParams::default().check()?)
+            }
         })
     }
 }
@@ -143,6 +163,8 @@ pub enum Detector {
     Gmm(GmmValidParams),
     Lof(LofValidParams),
     OriginDistance,
+    Knn(KnnValidParams),
+    Mahalanobis(MahalanobisValidParams),
 }
 
 impl Detector {
@@ -153,6 +175,8 @@ impl Detector {
             Detector::Gmm(_) => DetectorKind::Gmm,
             Detector::Lof(_) => DetectorKind::Lof,
             Detector::OriginDistance => DetectorKind::OriginDistance,
+            Detector::Knn(_) => DetectorKind::Knn,
+            Detector::Mahalanobis(_) => DetectorKind::Mahalanobis,
         }
     }
 
@@ -163,6 +187,8 @@ impl Detector {
             Detector::OneClassSvm(p) => Box::new(p.fit(x)?),
             Detector::Gmm(p) => Box::new(p.fit(x)?),
             Detector::Lof(p) => Box::new(p.fit(x)?),
+            Detector::Knn(p) => Box::new(p.fit(x)?),
+            Detector::Mahalanobis(p) => Box::new(p.fit(x)?),
             Detector::OriginDistance => {
                 check_finite(x)?;
                 Box::new(OriginDistance)
