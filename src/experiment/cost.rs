@@ -55,7 +55,8 @@ impl Plan {
                 plan.done += 1;
                 continue;
             }
-            if has_encoder(cell) {
+            // Saved already, or none to train (baselines only: PCA, LDA, pretrained features).
+            if has_encoder(cell) || (cell.deep.is_none() && !cell.needs_encoder()) {
                 continue;
             }
             plan.networks += 1;

@@ -40,6 +40,8 @@ pub enum ExperimentError {
     #[error(transparent)]
     Reduce(#[from] crate::reduce::ReduceError),
     #[error(transparent)]
+    Backbone(#[from] crate::backbone::BackboneError),
+    #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
 }
 

@@ -16,6 +16,7 @@ use crate::data::ensure::ensure;
 use crate::data::DatasetName;
 use crate::kernels::threads;
 use crate::model::{deep_sad, parse_device, CONFIG_FILE};
+use crate::reduce::ReducerKind;
 
 /// What a grid command asks for.
 #[derive(Clone, Debug)]
@@ -154,8 +155,19 @@ pub fn run_grid(
         pid: std::process::id(),
         build: Some(Build::current()),
     };
+    // Pretrained weights before any long work: downloaded now, or one clear error.
+    let models_dir = crate::backbone::weights::models_dir(&req.data_dir);
+    let mut backbones: Vec<_> = (cells.iter().flat_map(|c| &c.methods))
+        .filter(|(r, _)| matches!(r, ReducerKind::Pretrained | ReducerKind::PretrainedLogreg))
+        .map(|_| crate::backbone::BackboneKind::EfficientNetLite0)
+        .collect();
+    backbones.dedup();
+    for kind in backbones {
+        crate::backbone::weights::ensure(kind, &models_dir, req.mirror.as_deref(), !req.quiet)?;
+    }
     let options = RunOptions {
         data_dir: req.data_dir.clone(),
+        models_dir,
         verified,
         device,
         shard: req.shard,

@@ -21,6 +21,8 @@ use crate::kernels::threads;
 
 pub struct RunOptions {
     pub data_dir: PathBuf,
+    /// Pretrained weights and their feature caches (`backbone::weights::models_dir`).
+    pub models_dir: PathBuf,
     /// Verification reports the caller already has (see `DataCache::new`).
     pub verified: Vec<DatasetReport>,
     pub device: Device,
@@ -217,6 +219,7 @@ fn one_cell(
             store,
             store_dir,
             &options.device,
+            &options.models_dir,
         )
         .map(Some)
     });

@@ -14,14 +14,22 @@ use serde_json::Value;
 use super::profile::{Cell, StageId, ValidProfile};
 use super::store::{canonical_json, config_hash, Record, RECORD_VERSION};
 use super::ExperimentError;
+use crate::backbone::FeatureSpec;
 use crate::build_info::Build;
 use crate::data::DatasetName;
 use crate::detect::{Detector, DetectorKind};
-use crate::reduce::{LdaParams, PcaParams, ReducerKind, ReducerSettings};
+use crate::reduce::{
+    LdaParams, LogisticParams, PcaParams, PretrainedParams, ReducerKind, ReducerSettings,
+};
 use linfa::ParamGuard;
 
 /// LDA's shrinkage in every profile (scikit-learn's eigen solver with a fixed alpha).
 pub const LDA_SHRINKAGE: f64 = 0.1;
+
+/// PCA components of the pretrained features under GMM, whose full covariances (with BIC's
+/// search over component counts) are out of reach in 1,280 dimensions; every other detector
+/// gets all 1,280.
+pub const GMM_COMPONENTS: usize = 32;
 
 /// The checked reducer and detector settings a cell runs for one method.
 pub fn method_settings(
@@ -43,6 +51,17 @@ pub fn method_settings(
         ),
         ReducerKind::DeepSad => ReducerSettings::DeepSad,
         ReducerKind::DeepSvdd => ReducerSettings::DeepSvdd,
+        ReducerKind::Pretrained => ReducerSettings::Pretrained(
+            PretrainedParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+                .components((detector == DetectorKind::Gmm).then_some(GMM_COMPONENTS))
+                .check()
+                .map_err(|e| bad(e.to_string()))?,
+        ),
+        ReducerKind::PretrainedLogreg => ReducerSettings::PretrainedLogreg(
+            LogisticParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+                .check()
+                .map_err(|e| bad(e.to_string()))?,
+        ),
         ReducerKind::Lda => ReducerSettings::Lda(
             LdaParams::default()
                 .shrinkage(LDA_SHRINKAGE)

@@ -7,9 +7,14 @@
 //! - [`PcaParams`]: linfa-reduction's PCA of the flattened pixels.
 //! - [`LdaParams`]: Fisher LDA with shrinkage, written here (linfa has none), solved as a
 //!   symmetric generalised eigenproblem with faer.
+//! - [`PretrainedParams`]: a pretrained ImageNet backbone's features, standardised (`backbone`).
+//! - [`LogisticParams`]: logistic regression on those features with the labelled anomalies,
+//!   as a one-dimensional embedding (the supervised baseline).
 
 mod lda;
+mod logistic;
 mod pca;
+mod pretrained;
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -17,7 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::ImageSet;
 
 pub use lda::{FittedLda, LdaParams, LdaValidParams};
+pub use logistic::{FittedLogistic, LogisticParams, LogisticValidParams};
 pub use pca::{FittedPca, PcaParams, PcaValidParams};
+pub use pretrained::{FittedPretrained, PretrainedParams, PretrainedValidParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReduceError {
@@ -50,16 +57,22 @@ pub enum ReducerKind {
     DeepSad,
     /// Deep SVDD: Deep SAD's network trained without the labelled anomalies.
     DeepSvdd,
+    /// A pretrained ImageNet backbone's standardised features (no labels).
+    Pretrained,
+    /// Logistic regression on those features with the cell's labelled anomalies.
+    PretrainedLogreg,
 }
 
 impl ReducerKind {
-    pub const ALL: [ReducerKind; 6] = [
+    pub const ALL: [ReducerKind; 8] = [
         ReducerKind::Eidn,
         ReducerKind::EidnPlus,
         ReducerKind::Pca,
         ReducerKind::Lda,
         ReducerKind::DeepSad,
         ReducerKind::DeepSvdd,
+        ReducerKind::Pretrained,
+        ReducerKind::PretrainedLogreg,
     ];
 
     /// Whether the method is a trained EIDN encoder (either recipe).
@@ -80,6 +93,8 @@ impl ReducerKind {
             ReducerKind::Lda => "lda",
             ReducerKind::DeepSad => "deep_sad",
             ReducerKind::DeepSvdd => "deep_svdd",
+            ReducerKind::Pretrained => "pretrained",
+            ReducerKind::PretrainedLogreg => "pretrained_logreg",
         }
     }
 
@@ -92,6 +107,8 @@ impl ReducerKind {
             ReducerKind::Lda => "LDA",
             ReducerKind::DeepSad => "Deep SAD",
             ReducerKind::DeepSvdd => "Deep SVDD",
+            ReducerKind::Pretrained => "pretrained",
+            ReducerKind::PretrainedLogreg => "pretrained + LR",
         }
     }
 }
@@ -126,6 +143,8 @@ pub enum ReducerSettings {
     /// The network's settings are the cell's, recorded beside it.
     DeepSad,
     DeepSvdd,
+    Pretrained(PretrainedValidParams),
+    PretrainedLogreg(LogisticValidParams),
 }
 
 impl ReducerSettings {
@@ -137,6 +156,17 @@ impl ReducerSettings {
             ReducerSettings::Lda(_) => ReducerKind::Lda,
             ReducerSettings::DeepSad => ReducerKind::DeepSad,
             ReducerSettings::DeepSvdd => ReducerKind::DeepSvdd,
+            ReducerSettings::Pretrained(_) => ReducerKind::Pretrained,
+            ReducerSettings::PretrainedLogreg(_) => ReducerKind::PretrainedLogreg,
+        }
+    }
+
+    /// The backbone features the reducer reads, if any.
+    pub fn features(&self) -> Option<&crate::backbone::FeatureSpec> {
+        match self {
+            ReducerSettings::Pretrained(p) => Some(&p.features),
+            ReducerSettings::PretrainedLogreg(p) => Some(&p.features),
+            _ => None,
         }
     }
 }

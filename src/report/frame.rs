@@ -134,7 +134,17 @@ pub fn is_eidn(df: &DataFrame) -> PolarsResult<BooleanChunked> {
 
 /// Rows of a trained reducer (EIDN or EIDN+) scored by its own distance from the origin.
 pub fn is_own_score(df: &DataFrame, reducer: ReducerKind) -> PolarsResult<BooleanChunked> {
-    Ok(&is(df, "reducer", reducer.as_str())? & &is(df, "detector", "origin_distance")?)
+    Ok(&is(df, "reducer", reducer.as_str())? & &is(df, "detector", own_detector(reducer))?)
+}
+
+/// The detector that is a method's own score in the tables: kNN for the pretrained features
+/// (no labels), the distance from the origin for everything else (EIDN's and logistic
+/// regression's embeddings are built for it).
+pub fn own_detector(reducer: ReducerKind) -> &'static str {
+    match reducer {
+        ReducerKind::Pretrained => "knn",
+        _ => "origin_distance",
+    }
 }
 
 // polars marks its eager group-by aggregations deprecated in favour of the lazy API, which

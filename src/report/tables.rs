@@ -117,6 +117,7 @@ impl Report {
         let j = self.join_published(t, ReducerKind::Eidn)?;
         let plus = self.join_published(t, ReducerKind::EidnPlus)?;
         let with_plus = !plus.seeds.is_empty();
+        let pretrained = self.pretrained_columns(t)?;
         let bad = polars_error(&t.title);
         let _ = writeln!(md, "## {}\n", t.title);
         if let Some(line) = StageId::parse(&t.id).and_then(|s| self.coverage_line(s, t.dataset)) {
@@ -148,6 +149,11 @@ impl Report {
         if with_plus {
             header.push("EIDN+ ours".into());
         }
+        header.extend(
+            pretrained
+                .iter()
+                .map(|(r, _)| format!("{} ours", pretrained_label(*r))),
+        );
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
         let classes = strs(&j.rows, "class").map_err(&bad)?;
@@ -162,6 +168,9 @@ impl Report {
                 let p = plus.ours(i).map_err(&bad)?;
                 cells.push(Joined::show(p, 0.0, plus.expected[i]).0);
             }
+            for (_, p) in &pretrained {
+                cells.push(Joined::show(p.ours(i).map_err(&bad)?, 0.0, p.expected[i]).0);
+            }
             let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
         let (o, d) = Joined::show(j.mean, t.eidn(&t.mean), j.expected.iter().any(|&e| e));
@@ -173,7 +182,23 @@ impl Report {
             let p = Joined::show(plus.mean, 0.0, true).0;
             cells.push(format!("**{p}**"));
         }
+        for (_, p) in &pretrained {
+            cells.push(format!("**{}**", Joined::show(p.mean, 0.0, true).0));
+        }
         let _ = writeln!(md, "| {} |\n", cells.join(" | "));
+        if let Some((_, p)) = pretrained.first() {
+            let _ = writeln!(
+                md,
+                "Pretrained columns: EfficientNet-Lite0 ImageNet features (global average pool, 1,280 \
+                 values; images upsampled to {} px), standardised on the normal training images. \
+                 kNN: mean distance to the 2 nearest normal training images, no labels used. LR: \
+                 class-balanced logistic regression (C = 1) on the normal and the same labelled \
+                 anomalies EIDN gets, the honest stand-in for the paper's supervised CNN columns \
+                 (trained there on balanced data). Seeds {:?} (they draw the labelled anomalies).\n",
+                crate::backbone::FeatureSpec::for_dataset(t.dataset).size,
+                p.seeds
+            );
+        }
         if with_plus {
             let _ = writeln!(
                 md,
@@ -199,6 +224,21 @@ impl Report {
         }
         md.push('\n');
         Ok(())
+    }
+
+    /// The pretrained methods' columns with records, in order: kNN (no labels), then LR.
+    fn pretrained_columns(
+        &self,
+        t: &PublishedTable,
+    ) -> Result<Vec<(ReducerKind, Joined)>, ExperimentError> {
+        let mut out = Vec::new();
+        for r in [ReducerKind::Pretrained, ReducerKind::PretrainedLogreg] {
+            let j = self.join_published(t, r)?;
+            if !j.seeds.is_empty() {
+                out.push((r, j));
+            }
+        }
+        Ok(out)
     }
 
     pub(super) fn published_table_terminal(
@@ -346,5 +386,13 @@ impl Report {
             );
         }
         Ok(())
+    }
+}
+
+/// A pretrained method's column name.
+fn pretrained_label(r: ReducerKind) -> &'static str {
+    match r {
+        ReducerKind::Pretrained => "pretrained + kNN",
+        _ => "pretrained + LR",
     }
 }

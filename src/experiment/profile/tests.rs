@@ -142,7 +142,7 @@ fn bad_profiles_name_the_problem() {
     };
     assert!(err(&TINY.replace("classes = [0, 1]", "classes = [0, 12]")).contains("class 12"));
     assert!(err(&TINY.replace("ratios = [0.05, 0.01]", "ratios = []")).contains("ratios"));
-    assert!(err(&TINY.replace("\"lof\"", "\"knn\"")).contains("x.toml"));
+    assert!(err(&TINY.replace("\"lof\"", "\"nearest\"")).contains("x.toml"));
     assert!(err(&TINY.replace("batch_size = 4", "batch_size = 0")).contains("batch_size"));
 }
 
