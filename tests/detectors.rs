@@ -167,16 +167,18 @@ fn every_kind_fits_and_rejects_bad_input() {
         .is_err());
 }
 
+/// A JSON array of rows as a matrix.
+fn matrix(v: &Value) -> Array2<f64> {
+    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
+    let (n, d) = (rows.len(), rows[0].len());
+    Array2::from_shape_vec((n, d), rows.into_iter().flatten().collect()).unwrap()
+}
+
 /// 16-D data of tests/reference/detectors_highdim_reference.py: train, test and scikit-learn's
 /// scores.
 fn highdim() -> (Array2<f64>, Array2<f64>, Value) {
     let json: Value =
         serde_json::from_str(include_str!("fixtures/detectors_highdim_sklearn.json")).unwrap();
-    let matrix = |v: &Value| {
-        let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
-        let (n, d) = (rows.len(), rows[0].len());
-        Array2::from_shape_vec((n, d), rows.into_iter().flatten().collect()).unwrap()
-    };
     (matrix(&json["train"]), matrix(&json["test"]), json)
 }
 
@@ -224,11 +226,6 @@ fn isolation_forest_path_lengths_match_scikit_learn() {
 fn knn_and_mahalanobis_equal_scikit_learn() {
     let json: Value =
         serde_json::from_str(include_str!("fixtures/knn_mahalanobis_sklearn.json")).unwrap();
-    let matrix = |v: &Value| {
-        let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
-        let (n, d) = (rows.len(), rows[0].len());
-        Array2::from_shape_vec((n, d), rows.into_iter().flatten().collect()).unwrap()
-    };
     for case in json["cases"].as_array().unwrap() {
         let (train, test) = (matrix(&case["train"]), matrix(&case["test"]));
         let k = case["k"].as_u64().unwrap() as usize;
