@@ -2,7 +2,8 @@
 //! in images, and a harness that reproduces the paper's experiments.
 //!
 //! Data flows one way through modules named after the pipeline stages:
-//! `data` -> `model` / `reduce` -> `detect` -> `metrics` -> `experiment` -> `report`.
+//! `data` -> `model` / `reduce` -> `detect` -> `pipeline` (saved methods on pretrained
+//! features) -> `metrics` -> `experiment` -> `report`.
 //! Settings follow linfa's `ParamGuard` pattern everywhere: `XParams` is checked once into
 //! `XValidParams`, which alone can fit.
 
@@ -40,5 +41,6 @@ pub mod experiment;
 pub mod kernels;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod reduce;
 pub mod report;

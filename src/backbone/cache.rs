@@ -53,6 +53,25 @@ fn pixel_key(images: &ImageSet, i: usize) -> u64 {
 }
 
 impl FeatureTable {
+    /// A table of no dataset, for a saved model scoring new images: every image's features
+    /// are computed. The weights come from `models_dir`, downloaded first when absent (from
+    /// `mirror` when given); offline, the error says how to get them.
+    pub fn for_new_images(
+        spec: &FeatureSpec,
+        models_dir: &Path,
+        mirror: Option<&str>,
+        progress: bool,
+    ) -> Result<Arc<FeatureTable>, BackboneError> {
+        spec.validate()?;
+        let path = weights::ensure(spec.backbone, models_dir, mirror, progress)?;
+        Ok(Arc::new(FeatureTable {
+            spec: spec.clone(),
+            backbone: Backbone::load(spec.backbone, &path)?,
+            rows: HashMap::new(),
+            features: Array2::zeros((0, FEATURES)),
+        }))
+    }
+
     /// Features (`n x 1280`, f64) of `images`: looked up where the dataset has them, computed
     /// for the others.
     pub fn features(&self, images: &ImageSet) -> Result<Array2<f64>, BackboneError> {

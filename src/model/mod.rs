@@ -17,7 +17,7 @@ pub use eidn::{
 };
 pub use error::ModelError;
 pub use io::parse_device;
-pub(crate) use io::save_model;
+pub(crate) use io::{load_config, save_model};
 pub(crate) use score::row_norms;
 pub use score::{Calibration, CalibrationSource};
 #[cfg(test)]

@@ -15,7 +15,7 @@ use faer::{Mat, Side};
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
-use super::pretrained::{lookup, Standardiser};
+use super::pretrained::{lookup, FeatureReducer, Standardiser};
 use super::{ReduceError, Reducer};
 use crate::backbone::cache::FeatureTable;
 use crate::backbone::FeatureSpec;
@@ -66,14 +66,34 @@ impl LogisticValidParams {
             ));
         }
         let x0 = lookup(&table, normal)?;
+        let x1 = lookup(&table, anomalous)?;
+        self.fit_features(table, x0, x1)
+    }
+
+    /// The same fit on the features of the normal (`x0`) and the labelled anomalous (`x1`)
+    /// images (`eidn train` keeps them with a saved model); `table` embeds the images
+    /// `transform` is given.
+    pub fn fit_features(
+        &self,
+        table: Arc<FeatureTable>,
+        x0: Array2<f64>,
+        x1: Array2<f64>,
+    ) -> Result<FittedLogistic, ReduceError> {
+        if x1.nrows() == 0 {
+            return Err(ReduceError::InvalidParams(
+                "logistic regression needs labelled anomalies (the ratio gives none)".into(),
+            ));
+        }
+        let n0 = x0.nrows();
         let standard = Standardiser::fit(&x0)?;
         let x0 = standard.apply(x0);
-        let x1 = standard.apply(lookup(&table, anomalous)?);
+        let n1 = x1.nrows() as f64;
+        let x1 = standard.apply(x1);
         let x = ndarray::concatenate![ndarray::Axis(0), x0, x1];
         let t: Vec<f64> = (0..x.nrows())
-            .map(|i| f64::from(u8::from(i >= normal.len())))
+            .map(|i| f64::from(u8::from(i >= n0)))
             .collect();
-        let (n, n1) = (x.nrows() as f64, anomalous.len() as f64);
+        let n = x.nrows() as f64;
         let weights: Vec<f64> = t
             .iter()
             .map(|&ti| {
@@ -186,13 +206,19 @@ impl Reducer for FittedLogistic {
     }
 
     fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
-        let z = self.standard.apply(lookup(&self.table, images)?);
+        Ok(self.embed_features(lookup(&self.table, images)?))
+    }
+}
+
+impl FeatureReducer for FittedLogistic {
+    fn embed_features(&self, x: Array2<f64>) -> Array2<f64> {
+        let n = x.nrows();
         let values = self
-            .decision(&z)
+            .decision(&self.standard.apply(x))
             .into_iter()
             .map(|m| m.max(0.0) + (-m.abs()).exp().ln_1p())
             .collect();
-        Ok(Array2::from_shape_vec((images.len(), 1), values).expect("n x 1"))
+        Array2::from_shape_vec((n, 1), values).expect("n x 1")
     }
 }
 

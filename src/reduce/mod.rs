@@ -24,7 +24,7 @@ use crate::data::ImageSet;
 pub use lda::{FittedLda, LdaParams, LdaValidParams};
 pub use logistic::{FittedLogistic, LogisticParams, LogisticValidParams};
 pub use pca::{FittedPca, PcaParams, PcaValidParams};
-pub use pretrained::{FittedPretrained, PretrainedParams, PretrainedValidParams};
+pub use pretrained::{FeatureReducer, FittedPretrained, PretrainedParams, PretrainedValidParams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReduceError {

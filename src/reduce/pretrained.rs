@@ -64,6 +64,16 @@ impl PretrainedValidParams {
             )));
         }
         let x = lookup(&table, normal)?;
+        self.fit_features(table, x)
+    }
+
+    /// The same fit on the features `x` of the normal images (`eidn train` keeps them with a
+    /// saved model); `table` embeds the images `transform` is given.
+    pub fn fit_features(
+        &self,
+        table: Arc<FeatureTable>,
+        x: Array2<f64>,
+    ) -> Result<FittedPretrained, ReduceError> {
         let standard = Standardiser::fit(&x)?;
         let projection = match self.components {
             Some(m) => Some(pca(&standard.apply(x), m)?),
@@ -157,17 +167,29 @@ pub struct FittedPretrained {
     projection: Option<Array2<f64>>,
 }
 
+/// A reducer of backbone features: `transform` looks the images' features up (or computes
+/// them) and embeds them; `embed_features` embeds features already at hand.
+pub trait FeatureReducer: Reducer {
+    fn embed_features(&self, x: Array2<f64>) -> Array2<f64>;
+}
+
+impl FeatureReducer for FittedPretrained {
+    fn embed_features(&self, x: Array2<f64>) -> Array2<f64> {
+        let z = self.standard.apply(x);
+        match &self.projection {
+            Some(p) => z.dot(p),
+            None => z,
+        }
+    }
+}
+
 impl Reducer for FittedPretrained {
     fn dim(&self) -> usize {
         self.projection.as_ref().map_or(FEATURES, |p| p.ncols())
     }
 
     fn transform(&self, images: &ImageSet) -> Result<Array2<f64>, ReduceError> {
-        let z = self.standard.apply(lookup(&self.table, images)?);
-        Ok(match &self.projection {
-            Some(p) => z.dot(p),
-            None => z,
-        })
+        Ok(self.embed_features(lookup(&self.table, images)?))
     }
 }
 

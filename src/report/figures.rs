@@ -17,13 +17,16 @@ use crate::detect::DetectorKind;
 use crate::experiment::{ExperimentError, StageId};
 use crate::reduce::ReducerKind;
 
-/// Fig 7's detectors, EIDN's own score first.
-pub(super) const FIG7_DETECTORS: [DetectorKind; 5] = [
+/// Fig 7's detectors in its order, EIDN's own score first, then the paper's four, then ours;
+/// a figure shows those with records.
+pub(super) const FIG7_DETECTORS: [DetectorKind; 7] = [
     DetectorKind::OriginDistance,
     DetectorKind::IsolationForest,
     DetectorKind::OneClassSvm,
     DetectorKind::Gmm,
     DetectorKind::Lof,
+    DetectorKind::Knn,
+    DetectorKind::Mahalanobis,
 ];
 
 /// A point or bar: mean over classes with its spread across classes, classes, seeds.
@@ -294,27 +297,27 @@ impl Report {
             return Ok(());
         }
         let bad = polars_error("Fig 7");
-        let reducers = fig7_reducers(&frames).map_err(&bad)?;
+        let reducers =
+            present(&frames, "reducer", ReducerKind::ALL, |r| r.as_str()).map_err(&bad)?;
+        let detectors =
+            present(&frames, "detector", FIG7_DETECTORS, |k| k.as_str()).map_err(&bad)?;
         let mut cells: Vec<Vec<Option<OverClasses>>> = Vec::new();
         for (_, _, stats) in &frames {
             let mut per = Vec::new();
             for &r in &reducers {
-                for k in FIG7_DETECTORS {
+                for &k in &detectors {
                     per.push(method_at(stats, r, k).map_err(&bad)?);
                 }
             }
             cells.push(per);
         }
-        let n = FIG7_DETECTORS.len();
+        let n = detectors.len();
         let panels: Vec<BarPanel> = frames
             .iter()
             .zip(&cells)
             .map(|((d, _, _), per)| BarPanel {
                 title: format!("{}: mean AUC over classes", d.label()),
-                groups: FIG7_DETECTORS
-                    .iter()
-                    .map(|k| k.label().to_string())
-                    .collect(),
+                groups: detectors.iter().map(|k| k.label().to_string()).collect(),
                 series: reducers
                     .iter()
                     .enumerate()
@@ -339,7 +342,7 @@ impl Report {
         let _ = writeln!(md, "| {} |", header.join(" | "));
         let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
         for (i, r) in reducers.iter().enumerate() {
-            for (j, k) in FIG7_DETECTORS.into_iter().enumerate() {
+            for (j, k) in detectors.iter().enumerate() {
                 let mut row = vec![r.label().to_string(), k.label().to_string()];
                 row.extend(
                     cells
@@ -358,6 +361,27 @@ impl Report {
              has no printed numbers to compare with.\n",
             l = 2
         );
+        if reducers.contains(&ReducerKind::Pretrained) {
+            let _ = writeln!(
+                md,
+                "Pretrained: EfficientNet-Lite0's ImageNet features (1,280 values, images upsampled: \
+                 {}), standardised on the normal training \
+                 images; under GMM only, PCA to {} components first (a full covariance in 1,280 \
+                 dimensions does not fit). kNN: mean distance to the 2 nearest normal training \
+                 embeddings. Mahalanobis: Ledoit-Wolf shrunk covariance of the normal training \
+                 embeddings.\n",
+                frames
+                    .iter()
+                    .map(|(d, _, _)| format!(
+                        "{} to {} px",
+                        d.label(),
+                        crate::backbone::FeatureSpec::for_dataset(*d).size
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::experiment::select::GMM_COMPONENTS
+            );
+        }
         self.fig7_timings(md, &frames).map_err(&bad)?;
         Ok(())
     }
@@ -429,16 +453,22 @@ impl Report {
     }
 }
 
-/// The reducers with a record in any of Fig 7's frames, in [`ReducerKind::ALL`]'s order.
-fn fig7_reducers(frames: &[(DatasetName, DataFrame, DataFrame)]) -> PolarsResult<Vec<ReducerKind>> {
+/// The members of `all` (reducers or detectors, named in `column`) with a record in any of
+/// Fig 7's frames, in `all`'s order.
+fn present<T: Copy, const N: usize>(
+    frames: &[(DatasetName, DataFrame, DataFrame)],
+    column: &str,
+    all: [T; N],
+    name: impl Fn(T) -> &'static str,
+) -> PolarsResult<Vec<T>> {
     let mut out = Vec::new();
-    for r in ReducerKind::ALL {
+    for x in all {
         let mut found = false;
         for (_, _, stats) in frames {
-            found |= is(stats, "reducer", r.as_str())?.any();
+            found |= is(stats, column, name(x))?.any();
         }
         if found {
-            out.push(r);
+            out.push(x);
         }
     }
     Ok(out)

@@ -67,7 +67,10 @@ def main():
     ap.add_argument("--bench", type=int, default=0, help="time N images instead")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: its default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=args.weights)
     model.eval()

@@ -43,7 +43,8 @@ pub enum Command {
     /// models/ in the data directory).
     #[command(subcommand)]
     Weights(WeightsCommand),
-    /// Train an EIDN encoder on one-vs-rest pools and save it (safetensors + eidn.json).
+    /// Train an EIDN encoder on one-vs-rest pools, or fit a method on pretrained features,
+    /// and save it (eidn.json or pretrained.json, beside a safetensors file).
     Train(TrainArgs),
     /// Score the test set of a saved model's protocol: ROC AUC and average precision.
     Evaluate(EvaluateArgs),
@@ -198,6 +199,12 @@ pub struct TrainArgs {
     /// Labelled training anomalies as a fraction of the normal training images.
     #[arg(long, default_value_t = 0.01)]
     pub anomaly_ratio: f64,
+    /// eidn trains the paper's network (the flags below); the pretrained methods fit on
+    /// EfficientNet-Lite0 ImageNet features (weights fetched on first use): pretrained_knn
+    /// and pretrained_mahalanobis use no labels, pretrained_logreg learns from the labelled
+    /// anomalies. The network's flags (epochs to augment) do not apply to them.
+    #[arg(long, value_enum, default_value = "eidn")]
+    pub method: TrainMethod,
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
     #[arg(long, default_value_t = 100)]
@@ -232,7 +239,8 @@ pub struct TrainArgs {
     /// cpu, or cuda[:N] with the `cuda` feature.
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,
-    /// Folder for model.safetensors and eidn.json.
+    /// Folder for the model (model.safetensors and eidn.json, or features.safetensors and
+    /// pretrained.json).
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
     /// Replace the model already in `--out`.
@@ -274,6 +282,29 @@ fn parse_fpr(s: &str) -> Result<f64, String> {
         _ => Err(format!(
             "{s:?} is not a false-positive rate in (0, 1), e.g. 0.01"
         )),
+    }
+}
+
+/// What `eidn train` fits.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum TrainMethod {
+    Eidn,
+    PretrainedKnn,
+    PretrainedMahalanobis,
+    PretrainedLogreg,
+}
+
+impl TrainMethod {
+    /// The method on pretrained features, if it is one.
+    pub fn pretrained(self) -> Option<eidn::pipeline::PretrainedMethod> {
+        use eidn::pipeline::PretrainedMethod as P;
+        match self {
+            TrainMethod::Eidn => None,
+            TrainMethod::PretrainedKnn => Some(P::PretrainedKnn),
+            TrainMethod::PretrainedMahalanobis => Some(P::PretrainedMahalanobis),
+            TrainMethod::PretrainedLogreg => Some(P::PretrainedLogreg),
+        }
     }
 }
 

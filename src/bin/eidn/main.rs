@@ -19,6 +19,7 @@ macro_rules! out {
 mod cli;
 mod data;
 mod grid;
+mod saved;
 mod score;
 mod train;
 
@@ -78,11 +79,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             data::weights_fetch(&args, &data_dir, mirror)
         }
         Command::Train(args) => train::train(&args, &data_dir, mirror),
-        Command::Evaluate(args) => train::evaluate(&args, &data_dir),
+        Command::Evaluate(args) => train::evaluate(&args, &data_dir, mirror),
         Command::SelectRecipe(args) => train::select_recipe(&args, &data_dir, mirror),
         Command::Reproduce(args) => grid::reproduce(&args, &data_dir, mirror),
         Command::Report(args) => grid::report(&args),
         Command::Regress(args) => grid::regress(&args, &data_dir, mirror),
-        Command::Score(args) => score::score(&args),
+        Command::Score(args) => score::score(&args, &data_dir, mirror),
     }
 }

@@ -3,17 +3,19 @@
 //! training data was (its channels and size, pixels / 255), in chunks, on all cores.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use comfy_table::{presets, Table};
+use eidn::backbone::weights;
 use eidn::data::images::{decode_many, list_images, IMAGE_EXTENSIONS};
 use eidn::data::ImageSet;
-use eidn::model::{parse_device, CalibrationSource, Eidn};
+use eidn::model::{parse_device, CalibrationSource};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::{ScoreArgs, ScoreFormat};
+use crate::saved::{Saved, Weights};
 
 /// Images decoded and scored at a time.
 const CHUNK: usize = 1024;
@@ -30,21 +32,27 @@ struct Row {
     verdict: &'static str,
 }
 
-pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
+pub fn score(args: &ScoreArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
     let device = parse_device(&args.device)?;
-    let model = Eidn::load(&args.model, &device)?;
-    let calibration = model.config.calibration.as_ref();
+    let models_dir = weights::models_dir(data_dir);
+    let at = Weights {
+        models_dir: &models_dir,
+        mirror,
+        progress: !args.quiet,
+    };
+    let model = Saved::load(&args.model, &device, &at)?;
+    let calibration = model.calibration();
     if let Some(c) = calibration.filter(|c| c.source == CalibrationSource::Training) {
         eprintln!(
             "warning: {}: the threshold was calibrated on the training images ({} scores), which \
-             the network pulled to the origin: expect more than --fpr {} of new normal images \
-             flagged; retrain with a held-out share (train --calibration-share)",
+             the model was fitted on: expect more than --fpr {} of new normal images flagged; \
+             retrain with a held-out share (train --calibration-share)",
             args.model.display(),
             c.scores.len(),
             args.fpr.unwrap_or(c.fpr)
         );
     }
-    let threshold = match (args.threshold, args.fpr, &model.config.calibration) {
+    let threshold = match (args.threshold, args.fpr, calibration) {
         (Some(t), _, _) => Some(t),
         (None, Some(fpr), Some(c)) => Some(c.threshold_at(fpr)?),
         (None, Some(_), None) => bail!(
@@ -52,7 +60,7 @@ pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
              --fpr cannot be applied; pass --threshold",
             args.model.display()
         ),
-        (None, None, c) => c.as_ref().map(|c| c.threshold),
+        (None, None, c) => c.map(|c| c.threshold),
     };
     if threshold.is_none() {
         eprintln!(
@@ -72,7 +80,7 @@ pub fn score(args: &ScoreArgs) -> Result<ExitCode> {
     if images.is_empty() {
         bail!("no image files ({kinds}) under the given paths");
     }
-    let shape = model.config.encoder.input;
+    let shape = model.input();
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

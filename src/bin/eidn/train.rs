@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use eidn::backbone::{cache, weights, FeatureSpec};
 use eidn::data::catalog::declare_spec;
 use eidn::data::ensure::ensure;
 use eidn::data::manifest::Manifest;
@@ -14,22 +15,35 @@ use eidn::data::verify::{verify, Status};
 use eidn::data::{load, DatasetName};
 use eidn::metrics::{average_precision, roc_auc};
 use eidn::model::{
-    parse_device, Arch, CalibrationSource, Eidn, EidnParams, TrainOptions, CONFIG_FILE,
-    WEIGHTS_FILE,
+    parse_device, Arch, CalibrationSource, EidnParams, TrainOptions, CONFIG_FILE, WEIGHTS_FILE,
 };
+use eidn::pipeline::{PretrainedModel, PRETRAINED_CONFIG_FILE, PRETRAINED_FEATURES_FILE};
 
 use crate::cli::{EvaluateArgs, SelectRecipeArgs, TrainArgs};
+use crate::saved::{Saved, Weights};
 use crate::CHECK_FAILED;
 
-pub fn evaluate(args: &EvaluateArgs, data_dir: &Path) -> Result<ExitCode> {
+pub fn evaluate(args: &EvaluateArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
     let device = parse_device(&args.device)?;
-    let model = Eidn::load(&args.model, &device)?;
-    report_evaluation(&model, data_dir, args.json)
+    let models_dir = weights::models_dir(data_dir);
+    let at = Weights {
+        models_dir: &models_dir,
+        mirror,
+        progress: !args.json,
+    };
+    let model = Saved::load(&args.model, &device, &at)?;
+    report_evaluation(model, data_dir, Some(&models_dir), args.json)
 }
 
 pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<ExitCode> {
     // A model already there is the user's: refused before any work unless replaced on purpose.
-    let existing = [CONFIG_FILE, WEIGHTS_FILE].map(|f| args.out.join(f));
+    let existing = [
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        PRETRAINED_CONFIG_FILE,
+        PRETRAINED_FEATURES_FILE,
+    ]
+    .map(|f| args.out.join(f));
     if !args.force && existing.iter().any(|p| p.exists()) {
         bail!(
             "{} already holds a model; pass --force to replace it, or choose another --out",
@@ -95,15 +109,26 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
     // The test set must be able to give an AUC before any training.
     protocol.test_set(&data)?;
     let effective = pools.anomalous.len() as f64 / pools.normal.len() as f64;
+    let how = match args.method.pretrained() {
+        None => format!(
+            "{} steps of {} triplets",
+            args.epochs * args.steps_per_epoch,
+            args.batch_size
+        ),
+        Some(m) => format!("{m} on pretrained features"),
+    };
     if !args.quiet {
         eprintln!(
-            "training on {} normal ({}{}) + {} anomalous images (anomaly ratio {}{}), {} steps of {} triplets",
+            "training on {} normal ({}{}) + {} anomalous images (anomaly ratio {}{}), {how}",
             pools.normal.len(),
             protocol.normal_name(&data.train.class_names),
             if held_out.is_empty() {
                 String::new()
             } else {
-                format!("; {} more held out to calibrate the threshold", held_out.len())
+                format!(
+                    "; {} more held out to calibrate the threshold",
+                    held_out.len()
+                )
             },
             pools.anomalous.len(),
             round4(effective),
@@ -115,22 +140,35 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
             } else {
                 String::new()
             },
-            args.epochs * args.steps_per_epoch,
-            args.batch_size
         );
     }
-    let options = TrainOptions {
-        progress: !args.quiet,
-        protocol: Some(protocol),
-        reference_ops: args.reference_ops,
-        data: status,
+    let status_name = status.clone();
+    let mut model = match args.method.pretrained() {
+        None => {
+            let options = TrainOptions {
+                progress: !args.quiet,
+                protocol: Some(protocol),
+                reference_ops: args.reference_ops,
+                data: status,
+            };
+            Saved::Eidn(params.fit(&pools, &device, &options)?)
+        }
+        Some(method) => {
+            let models_dir = weights::models_dir(data_dir);
+            let spec = FeatureSpec::for_dataset(dataset);
+            weights::ensure(spec.backbone, &models_dir, mirror, !args.quiet)?;
+            let table = cache::table(&data, &spec, &models_dir, args.quiet)?;
+            let mut m = PretrainedModel::fit(method, table, &pools, args.seed)?;
+            m.config.protocol = Some(protocol);
+            m.config.data = status_name;
+            Saved::Pretrained(m)
+        }
     };
-    let mut model = params.fit(&pools, &device, &options)?;
     if held_out.is_empty() {
         eprintln!(
             "warning: --calibration-share 0: the threshold is calibrated on the training images, \
-             which the network pulled to the origin; expect more than --fpr {} of new normal \
-             images flagged",
+             which the model was fitted on; expect more than --fpr {} of new normal images \
+             flagged",
             args.fpr
         );
         model.calibrate(&pools.normal, args.fpr, CalibrationSource::Training)?;
@@ -143,12 +181,7 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
             },
         )?;
     };
-    if let Some(c) = model
-        .config
-        .calibration
-        .as_ref()
-        .filter(|c| !c.resolves(args.fpr))
-    {
+    if let Some(c) = model.calibration().filter(|c| !c.resolves(args.fpr)) {
         eprintln!(
             "warning: {} calibration images cannot resolve --fpr {}: the threshold is their \
              highest score (about 1 in {} new normal images flagged); hold out more \
@@ -158,17 +191,12 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
             c.scores.len() + 1
         );
     }
-    model.config.dataset = dataset.declaration().map(|d| d.spec());
-    model.config.data_fingerprint = Some(data.fingerprint());
+    model.set_data(dataset.declaration().map(|d| d.spec()), data.fingerprint());
     model.save(&args.out)?;
     if !args.quiet {
-        eprintln!(
-            "saved {} ({:.1} s)",
-            args.out.display(),
-            model.config.train_seconds
-        );
+        eprintln!("saved {} ({:.1} s)", args.out.display(), model.training().1);
     }
-    report_evaluation(&model, data_dir, args.json)
+    report_evaluation(model, data_dir, None, args.json)
 }
 
 /// `eidn select-recipe`: validation of the EIDN+ candidates on a dataset's training split.
@@ -218,18 +246,23 @@ pub fn select_recipe(
     }
 }
 
-/// Test ROC AUC and AP of `model` on its protocol's test set.
-fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCode> {
+/// Test ROC AUC and AP of `model` on its protocol's test set. With `models_dir`, a
+/// pretrained model reads the test images' features from the dataset's feature cache.
+fn report_evaluation(
+    model: Saved,
+    data_dir: &Path,
+    models_dir: Option<&Path>,
+    json: bool,
+) -> Result<ExitCode> {
     let protocol = model
-        .config
-        .protocol
-        .clone()
+        .protocol()
+        .cloned()
         .context("the model records no data protocol, so its test set is unknown")?;
-    if let Some(spec) = &model.config.dataset {
-        declare_spec(spec, "the model's eidn.json")?;
+    if let Some(spec) = model.dataset() {
+        declare_spec(spec, "the model's config")?;
     }
     let data = load(protocol.dataset, data_dir, protocol.seed)?;
-    if let Some(then) = &model.config.data_fingerprint {
+    if let Some(then) = model.data_fingerprint() {
         let now = data.fingerprint();
         if now != *then {
             bail!(
@@ -244,6 +277,10 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         }
     }
     let test = protocol.test_set(&data)?;
+    let model = match models_dir {
+        Some(dir) => model.use_dataset_features(&data, dir, json)?,
+        None => model,
+    };
     let start = Instant::now();
     let scores = model.score(&test.images)?;
     let score_seconds = start.elapsed().as_secs_f64();
@@ -251,7 +288,8 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
     let ap = average_precision(&scores, &test.is_anomaly)?;
     // What the recorded threshold does on the test split: the rate of normal images it
     // flags (what --fpr asked for) and of anomalies it catches.
-    let calibration = model.config.calibration.as_ref();
+    let calibration = model.calibration();
+    let ((steps, train_seconds), (n_normal, n_anomalous)) = (model.training(), model.counts());
     let rates = calibration.map(|c| {
         let flagged = |anomalous: bool| {
             let of: Vec<f64> = (scores.iter().zip(&test.is_anomaly))
@@ -266,17 +304,18 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         let out = serde_json::json!({
             "auc": auc,
             "ap": ap,
-            "train_seconds": model.config.train_seconds,
+            "method": model.method(),
+            "train_seconds": train_seconds,
             "score_seconds": score_seconds,
-            "steps": model.config.steps,
+            "steps": steps,
             "dataset": protocol.dataset,
             "normal_class": protocol.normal_class,
             "normal_classes": protocol.normal_classes(),
             "normal_name": protocol.normal_name(&data.test.class_names),
             "anomaly_ratio": protocol.anomaly_ratio,
-            "n_normal": model.config.n_normal,
-            "n_anomalous": model.config.n_anomalous,
-            "effective_anomaly_ratio": model.config.n_anomalous as f64 / model.config.n_normal.max(1) as f64,
+            "n_normal": n_normal,
+            "n_anomalous": n_anomalous,
+            "effective_anomaly_ratio": n_anomalous as f64 / n_normal.max(1) as f64,
             "seed": protocol.seed,
             "n_test": test.images.len(),
             "n_test_anomalies": test.is_anomaly.iter().filter(|&&a| a).count(),
@@ -290,13 +329,12 @@ fn report_evaluation(model: &Eidn, data_dir: &Path, json: bool) -> Result<ExitCo
         out!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
         out!(
-            "{} normal {} at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {} steps in {:.1} s)",
+            "{} normal {} at anomaly ratio {}: test ROC AUC {auc:.4}, AP {ap:.4} ({} test images; {})",
             protocol.dataset,
             protocol.normal_name(&data.test.class_names),
             protocol.anomaly_ratio,
             test.images.len(),
-            model.config.steps,
-            model.config.train_seconds
+            model.describe_training()
         )?;
         if let (Some(c), Some((fpr, tpr))) = (calibration, rates) {
             let on = match c.source {

@@ -1,0 +1,129 @@
+//! `eidn train --method pretrained_*` on a user's own folder (generated shapes: normal
+//! circles, anomalous squares and triangles), through train -> evaluate -> score; the saved
+//! model scores as the fitted one did; a model whose weights are missing says how to get them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::run;
+use eidn::backbone::BackboneKind;
+use eidn::data::example;
+
+fn eidn(data: &Path, models: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eidn"));
+    c.arg("--data-dir")
+        .arg(data)
+        .env_remove("EIDN_DATA_DIR")
+        .env_remove("EIDN_DATA_MIRROR")
+        .env("EIDN_MODELS_DIR", models);
+    c
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn pretrained_methods_from_train_to_score_on_your_own_folder() {
+    let Some(weights) = common::real_weights(BackboneKind::EfficientNetLite0) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A models folder of its own (the features cache of this test's data goes there), holding
+    // the real weights.
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(&weights, models.join(weights.file_name().unwrap())).unwrap();
+    let data = dir.path().join("data");
+    example::write_shapes(&data.join("shapes"), [120, 60, 60], 1).unwrap();
+    std::fs::write(
+        data.join("datasets.toml"),
+        "[[dataset]]\nname = \"shapes\"\nkind = \"folder\"\npath = \"shapes\"\n",
+    )
+    .unwrap();
+    let new = dir.path().join("new");
+    example::write_shapes(&new, [20, 20, 0], 99).unwrap();
+
+    for (method, floor) in [
+        ("pretrained_knn", 0.9),
+        ("pretrained_mahalanobis", 0.9),
+        ("pretrained_logreg", 0.95),
+    ] {
+        let model = dir.path().join(method);
+        let (code, out, err) = run(eidn(&data, &models)
+            .args(["train", "--dataset", "shapes", "--normal-class", "circle"])
+            .args(["--anomaly-ratio", "0.1", "--method", method])
+            .args(["--quiet", "--json", "--out"])
+            .arg(&model));
+        assert_eq!(code, Some(0), "{method}: {err}");
+        let trained = json(&out);
+        let auc = trained["auc"].as_f64().unwrap();
+        assert!(auc > floor, "{method}: circles vs the rest, AUC {auc}");
+        assert_eq!(trained["method"], method);
+        assert_eq!(trained["steps"], 0);
+        assert!(
+            model.join("pretrained.json").is_file() && model.join("features.safetensors").is_file()
+        );
+
+        // Loaded again (fitted again on the saved features): the same AUC to the last digit.
+        let (code, again, err) = run(eidn(&data, &models)
+            .args(["evaluate", "--json", "--model"])
+            .arg(&model));
+        assert_eq!(code, Some(0), "{method}: {err}");
+        assert_eq!(json(&again)["auc"], trained["auc"], "{method}");
+
+        // New files: the calibrated threshold flags squares, not circles.
+        let (code, csv, err) = run(eidn(&data, &models)
+            .args(["score", "--quiet", "--format", "csv", "--model"])
+            .arg(&model)
+            .arg(&new));
+        assert_eq!(code, Some(0), "{method}: {err}");
+        let mut flagged = [0usize; 2];
+        for row in csv.lines().skip(1) {
+            let f: Vec<&str> = row.split(',').collect();
+            flagged[usize::from(f[0].contains("/square/"))] += usize::from(f[3] == "anomaly");
+        }
+        assert!(
+            flagged[1] >= 15 && flagged[0] <= 5,
+            "{method}: flagged circles / squares of 20 each: {flagged:?}\n{csv}"
+        );
+    }
+
+    // A model is never replaced unasked, whichever kind is there.
+    let (code, _, err) = run(eidn(&data, &models)
+        .args([
+            "train",
+            "--dataset",
+            "shapes",
+            "--normal-class",
+            "circle",
+            "--out",
+        ])
+        .arg(dir.path().join("pretrained_knn")));
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("already holds a model") && err.contains("--force"),
+        "{err}"
+    );
+
+    // Weights missing and nowhere to download them from (a mirror on a port nothing listens
+    // on): one error saying how to get them.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let empty = dir.path().join("no-models");
+    let (code, _, err) = run(eidn(&data, &empty)
+        .args(["--data-mirror", &format!("http://127.0.0.1:{port}")])
+        .args(["score", "--quiet", "--model"])
+        .arg(dir.path().join("pretrained_knn"))
+        .arg(&new));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("efficientnet-lite0") && err.contains("Offline, copy"),
+        "{err}"
+    );
+}
