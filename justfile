@@ -51,7 +51,7 @@ ci:
 reproduce-paper *args:
     cargo run --release -- reproduce --profile paper {{args}}
 
-# Every table cell at fewer steps (37 min on 2 cores from empty); writes reports/quick/. Resumable.
+# Every table cell at fewer steps (about 2 h on 2 cores from empty); writes reports/quick/. Resumable.
 reproduce-quick *args:
     cargo run --release -- reproduce --profile quick {{args}}
 

@@ -91,6 +91,38 @@ fn pretrained_methods_from_train_to_score_on_your_own_folder() {
         );
     }
 
+    // The grid on the same folder: the pretrained embeddings under kNN and Mahalanobis, and
+    // logistic regression, listed in the own-data report's Fig 7.
+    let profile = dir.path().join("mine.toml");
+    std::fs::write(
+        &profile,
+        "name = \"mine\"\ndescription = \"shapes\"\nseeds = [0]\n\
+         [train]\nepochs = 1\nsteps_per_epoch = 20\nbatch_size = 32\nmargin = 0.2\nlr = 0.001\nembed_dim = 2\n\
+         [[stage]]\nid = \"classes\"\ndataset = \"shapes\"\nclasses = [\"circle\"]\nratios = [0.05]\n\
+         reducers = [\"eidn\", \"pretrained\", \"pretrained_logreg\"]\n\
+         detectors = [\"origin_distance\", \"knn\", \"mahalanobis\"]\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report");
+    let (code, out, err) = run(eidn(&data, &models)
+        .args(["reproduce", "--quiet", "--profile"])
+        .arg(&profile)
+        .arg("--results")
+        .arg(dir.path().join("results"))
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    let md = std::fs::read_to_string(report.join("README.md")).unwrap();
+    for row in [
+        "| pretrained | kNN |",
+        "| pretrained | Mahalanobis |",
+        "| pretrained + LR | distance from origin |",
+        "| EIDN | kNN |",
+    ] {
+        assert!(md.contains(row), "{row} missing from the report:\n{md}");
+    }
+    assert!(md.contains("EfficientNet-Lite0"), "{md}");
+
     // A model is never replaced unasked, whichever kind is there.
     let (code, _, err) = run(eidn(&data, &models)
         .args([
