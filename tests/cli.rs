@@ -83,7 +83,21 @@ fn bad_parameters_and_errors_exit_2_with_one_message() {
 
     let (code, _, err) = run(eidn(empty.path()).args(["evaluate", "--model", "/nonexistent"]));
     assert_eq!(code, Some(2), "{err}");
-    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    assert_eq!(
+        err.matches("/nonexistent: no such folder").count(),
+        1,
+        "{err}"
+    );
+    let (code, _, err) = run(eidn(empty.path())
+        .arg("evaluate")
+        .arg("--model")
+        .arg(empty.path()));
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(
+        err.matches("not a folder written by `eidn train`").count(),
+        1,
+        "{err}"
+    );
     let (code, _, err) = run(eidn(empty.path())
         .args(["report", "--results", "/nonexistent", "--out"])
         .arg(empty.path()));

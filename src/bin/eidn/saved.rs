@@ -29,6 +29,12 @@ impl Saved {
     /// The model in `dir`, whichever kind it is. A pretrained model embeds new images with
     /// the backbone, whose weights are fetched first when absent.
     pub fn load(dir: &Path, device: &Device, weights: &Weights) -> Result<Saved> {
+        if !dir.is_dir() {
+            bail!(
+                "{}: no such folder (a model is the --out of `eidn train`)",
+                dir.display()
+            );
+        }
         if dir.join(CONFIG_FILE).is_file() {
             return Ok(Saved::Eidn(Eidn::load(dir, device)?));
         }
