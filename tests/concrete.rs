@@ -196,7 +196,7 @@ seeds = [0]
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("1 of 16 cells failed"), "{stderr}");
     assert!(
-        stderr.contains("concrete-c0-r2-s0") && stderr.contains("needs 24 anomalies"),
+        stderr.contains("concrete-c0-r2-s0") && stderr.contains("needs 24 labelled anomalies"),
         "{stderr}"
     );
     let records = eidn::experiment::read_records(&results).unwrap();

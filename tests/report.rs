@@ -84,6 +84,7 @@ fn record(cell: &Cell, r: ReducerKind, d: DetectorKind, auc: f64, written: u64) 
         written_unix: written,
         build: Some(Build::current()),
         notes: Vec::new(),
+        per_type_auc: Vec::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Dataset names and what they stand for: the three built-in datasets, and a user's own,
 //! declared in a TOML file (`datasets.toml` in the data directory, or `--datasets FILE`) or
-//! named inline on the command line as `idx:PATH` / `folder:PATH`.
+//! named inline on the command line as `idx:PATH` / `folder:PATH` / `mvtec:PATH`.
 //!
 //! A [`DatasetName`] is a `Copy` handle (an interned string), so protocols, records, cells
 //! and maps keep using it by value; what a user's name stands for (kind, folder, options,
@@ -57,10 +57,32 @@ impl DatasetName {
     /// A name as the command line or a profile gives it: a built-in or declared name, or an
     /// inline `idx:PATH` / `folder:PATH`, which declares the folder under its own name.
     pub fn resolve(s: &str) -> Result<Self, DataError> {
-        if let Some(name) = Self::parse(s) {
-            return Ok(name);
+        let mut all = Self::resolve_all(s)?;
+        if all.len() == 1 {
+            return Ok(all.remove(0));
         }
-        for (prefix, kind) in [("idx:", KindName::Idx), ("folder:", KindName::Folder)] {
+        let names: Vec<&str> = all.iter().map(|n| n.as_str()).collect();
+        Err(DataError::Declaration {
+            origin: format!("{s} on the command line"),
+            message: format!(
+                "the folder holds {} MVTec categories ({}): name one category's folder, or \
+                 declare the parent in datasets.toml and name its datasets",
+                all.len(),
+                names.join(", ")
+            ),
+        })
+    }
+
+    /// As [`Self::resolve`], but an inline MVTec parent folder gives every category.
+    pub fn resolve_all(s: &str) -> Result<Vec<Self>, DataError> {
+        if let Some(name) = Self::parse(s) {
+            return Ok(vec![name]);
+        }
+        for (prefix, kind) in [
+            ("idx:", KindName::Idx),
+            ("folder:", KindName::Folder),
+            ("mvtec:", KindName::Mvtec),
+        ] {
             if let Some(path) = s.strip_prefix(prefix) {
                 return declare_inline(kind, Path::new(path));
             }
@@ -124,6 +146,12 @@ impl DatasetName {
             DatasetName::Concrete => "Concrete Cracks".into(),
             other => other.as_str().to_string(),
         }
+    }
+
+    /// Whether the dataset is an MVTec AD tree (class 0 `good`, defects in the test split only).
+    pub fn is_mvtec(self) -> bool {
+        self.declaration()
+            .is_some_and(|d| matches!(d.kind, Kind::Folder(o) if o.mvtec))
     }
 
     /// Whether the train/test split depends on the seed (a seeded split of pooled images).
@@ -212,6 +240,8 @@ pub struct Declaration {
 pub enum KindName {
     Idx,
     Folder,
+    /// The MVTec AD layout (a folder dataset with `train/good`, `test/good`, `test/<type>`).
+    Mvtec,
 }
 
 /// One `[[dataset]]` of a datasets file, as written; `eidn.json` keeps one (with an
@@ -243,6 +273,7 @@ impl Declaration {
     pub fn spec(&self) -> DatasetSpec {
         let (kind, size, channels, test_fraction, classes) = match &self.kind {
             Kind::Idx { classes } => (KindName::Idx, None, None, None, classes.clone()),
+            Kind::Folder(o) if o.mvtec => (KindName::Mvtec, o.size, o.channels, None, None),
             Kind::Folder(o) => (
                 KindName::Folder,
                 o.size,
@@ -296,7 +327,9 @@ pub fn declare_file(path: &Path) -> Result<Vec<DatasetName>, DataError> {
     for entry in file.datasets {
         let origin = format!("{} (dataset {:?})", path.display(), entry.name);
         let decl = entry_declaration(entry, base, &origin)?;
-        names.push(declare(decl)?);
+        for decl in categories(decl)? {
+            names.push(declare(decl)?);
+        }
     }
     Ok(names)
 }
@@ -316,7 +349,10 @@ fn entry_declaration(e: DatasetSpec, base: &Path, origin: &str) -> Result<Declar
             }
             Kind::Idx { classes: e.classes }
         }
-        KindName::Folder => {
+        KindName::Folder | KindName::Mvtec => {
+            if e.kind == KindName::Mvtec && e.test_fraction.is_some() {
+                return bad("test_fraction does not apply to mvtec datasets (train/ and test/ give the split)".into());
+            }
             if e.classes.is_some() {
                 return bad(
                     "classes applies to idx datasets only (a folder's classes are its subfolders)"
@@ -329,6 +365,7 @@ fn entry_declaration(e: DatasetSpec, base: &Path, origin: &str) -> Result<Declar
                 test_fraction: e
                     .test_fraction
                     .unwrap_or(FolderOptions::DEFAULT_TEST_FRACTION),
+                mvtec: e.kind == KindName::Mvtec,
                 ..FolderOptions::default()
             };
             if let Err(message) = options.check() {
@@ -360,6 +397,61 @@ fn entry_declaration(e: DatasetSpec, base: &Path, origin: &str) -> Result<Declar
     })
 }
 
+/// An `mvtec` declaration of a parent folder (`PATH/<category>/train/good/...`, as MVTec AD
+/// and VisA ship) becomes one dataset per category, named `<name>-<category>`; any other
+/// declaration stays itself.
+fn categories(decl: Declaration) -> Result<Vec<Declaration>, DataError> {
+    let is_parent = matches!(&decl.kind, Kind::Folder(o) if o.mvtec)
+        && decl.path.is_dir()
+        && !decl.path.join("train").exists();
+    if !is_parent {
+        return Ok(vec![decl]);
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&decl.path).map_err(|e| DataError::io(&decl.path, e))? {
+        let entry = entry.map_err(|e| DataError::io(&decl.path, e))?;
+        let sub = entry.path();
+        let Some(category) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if !category.starts_with('.') && sub.join("train").join("good").is_dir() {
+            found.push((category, sub));
+        }
+    }
+    if found.is_empty() {
+        // The loader names what is missing.
+        return Ok(vec![decl]);
+    }
+    found.sort();
+    let mut out = Vec::new();
+    for (category, path) in found {
+        let name = format!("{}-{}", decl.name, sanitise(&category));
+        check_name(&name, &decl.origin)?;
+        out.push(Declaration {
+            name: DatasetName::intern(&name),
+            path,
+            sha256: BTreeMap::new(),
+            origin: format!("{} (category {category})", decl.origin),
+            kind: decl.kind.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A folder name as part of a dataset name: lower case, anything but letters, digits, `-`
+/// and `_` as `_`.
+fn sanitise(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// Letters, digits, `-` and `_`: the name becomes part of folder names and cell ids.
 fn check_name(name: &str, origin: &str) -> Result<(), DataError> {
     let ok = !name.is_empty()
@@ -383,38 +475,29 @@ fn check_name(name: &str, origin: &str) -> Result<(), DataError> {
     Ok(())
 }
 
-/// `idx:PATH` / `folder:PATH`: the folder's own name names the dataset.
-fn declare_inline(kind: KindName, path: &Path) -> Result<DatasetName, DataError> {
-    let origin = format!(
-        "{}:{} on the command line",
-        if kind == KindName::Idx {
-            "idx"
-        } else {
-            "folder"
-        },
-        path.display()
-    );
+/// `idx:PATH` / `folder:PATH` / `mvtec:PATH`: the folder's own name names the dataset (an
+/// MVTec parent folder gives one per category).
+fn declare_inline(kind: KindName, path: &Path) -> Result<Vec<DatasetName>, DataError> {
+    let prefix = match kind {
+        KindName::Idx => "idx",
+        KindName::Folder => "folder",
+        KindName::Mvtec => "mvtec",
+    };
+    let origin = format!("{prefix}:{} on the command line", path.display());
     if path.as_os_str().is_empty() {
         return Err(DataError::Declaration {
             origin,
-            message: "no path after the colon: name the dataset's folder, e.g. folder:./parts"
-                .into(),
+            message: format!(
+                "no path after the colon: name the dataset's folder, e.g. {prefix}:./parts"
+            ),
         });
     }
     let abs = std::path::absolute(path).map_err(|e| DataError::io(path, e))?;
-    let stem: String = abs
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let stem = sanitise(
+        &abs.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default(),
+    );
     let entry = DatasetSpec {
         name: stem,
         kind,
@@ -426,7 +509,7 @@ fn declare_inline(kind: KindName, path: &Path) -> Result<DatasetName, DataError>
         sha256: BTreeMap::new(),
     };
     let decl = entry_declaration(entry, Path::new("."), &origin)?;
-    declare(decl)
+    categories(decl)?.into_iter().map(declare).collect()
 }
 
 /// Registers a declaration; declaring the same dataset twice is fine, two different ones

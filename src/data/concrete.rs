@@ -54,6 +54,7 @@ impl ConcreteOptions {
             cache_name: Some(cache_file_name()),
             cache_dir: self.cache_dir.clone(),
             missing_hint: Some(missing_hint()),
+            mvtec: false,
         }
     }
 }

@@ -58,3 +58,28 @@ pub fn write_shapes(root: &Path, counts: [usize; 3], seed: u64) -> Result<(), Da
     }
     Ok(())
 }
+
+/// An MVTec AD-layout tree of the same shapes: `train/good/` (circles), `test/good/`,
+/// `test/square/` and `test/triangle/` (the defect types), and a `ground_truth/` folder of
+/// masks that loaders must skip. `counts`: training good, then per test folder.
+pub fn write_mvtec(root: &Path, counts: [usize; 4], seed: u64) -> Result<(), DataError> {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let folders = [
+        ("train/good", 0, counts[0]),
+        ("test/good", 0, counts[1]),
+        ("test/square", 1, counts[2]),
+        ("test/triangle", 2, counts[3]),
+        ("ground_truth/square", 1, 2),
+    ];
+    for (dir, class, n) in folders {
+        let folder = root.join(dir);
+        std::fs::create_dir_all(&folder).map_err(|e| DataError::io(&folder, e))?;
+        for i in 0..n {
+            let path = folder.join(format!("{i:03}.png"));
+            shape(class, &mut rng)
+                .save(&path)
+                .map_err(|error| DataError::Image { path, error })?;
+        }
+    }
+    Ok(())
+}

@@ -22,6 +22,9 @@ use super::{DataError, Dataset, DatasetName, ImageSet};
 pub const MAX_NATIVE_SIDE: usize = 64;
 /// The size used otherwise (the paper's 32x32).
 pub const DEFAULT_SIDE: usize = 32;
+/// An MVTec tree's photographs (700-1,024 px) default to the pretrained backbone's input
+/// size for the built-in datasets: defects of a few pixels vanish at 32.
+pub const MVTEC_SIDE: usize = 128;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct FolderOptions {
@@ -38,6 +41,9 @@ pub struct FolderOptions {
     pub cache_dir: Option<PathBuf>,
     /// Appended to "not found" errors: how to get the data.
     pub missing_hint: Option<String>,
+    /// The MVTec AD layout: `train/good/`, `test/good/` and `test/<defect type>/`; class 0 is
+    /// `good`, the defect types follow in sorted order (`ground_truth/` is not read).
+    pub mvtec: bool,
 }
 
 impl Default for FolderOptions {
@@ -50,6 +56,7 @@ impl Default for FolderOptions {
             cache_name: None,
             cache_dir: None,
             missing_hint: None,
+            mvtec: false,
         }
     }
 }
@@ -201,6 +208,9 @@ pub fn split_indices(labels: &[u8], train_fraction: f64, seed: u64) -> (Vec<usiz
     (train, test)
 }
 
+/// The MVTec AD layout's normal class folder.
+pub const GOOD: &str = "good";
+
 fn layout_error(path: &Path, message: String) -> DataError {
     DataError::Layout {
         path: path.to_path_buf(),
@@ -228,6 +238,23 @@ fn layout(
         });
     }
     let (train, test) = (root.join("train"), root.join("test"));
+    if options.mvtec {
+        for (dir, what) in [
+            (train.join(GOOD), "train/good/ (the normal training images)"),
+            (test.clone(), "test/ (good/ and one folder per defect type)"),
+        ] {
+            if !dir.is_dir() {
+                return Err(layout_error(
+                    root,
+                    format!(
+                        "{name}: no {what}; an MVTec AD category is ROOT/train/good/, \
+                         ROOT/test/good/ and ROOT/test/<defect type>/"
+                    ),
+                ));
+            }
+        }
+        return Ok((train, Some(test)));
+    }
     if options.classes.is_none() && train.is_dir() && test.is_dir() {
         Ok((train, Some(test)))
     } else {
@@ -244,23 +271,10 @@ fn class_dirs(
     if let Some(classes) = &options.classes {
         return Ok(classes.clone());
     }
-    let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(base).map_err(|e| DataError::io(base, e))? {
-        let entry = entry.map_err(|e| DataError::io(base, e))?;
-        if !entry.path().is_dir() {
-            continue;
-        }
-        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
-            return Err(layout_error(
-                &entry.path(),
-                format!("{name}: a class folder whose name is not valid UTF-8; rename it (class names are text in records and reports)"),
-            ));
-        };
-        if !file_name.starts_with('.') {
-            dirs.push((file_name.clone(), file_name));
-        }
+    if options.mvtec {
+        return mvtec_classes(base, name);
     }
-    dirs.sort();
+    let dirs = subfolders(base, name)?;
     match dirs.len() {
         0 => Err(layout_error(
             base,
@@ -278,6 +292,60 @@ fn class_dirs(
     }
 }
 
+/// `good`, then every defect type of `test/` in sorted order (`base` is `train/`).
+fn mvtec_classes(base: &Path, name: DatasetName) -> Result<Vec<(String, String)>, DataError> {
+    let test = base.with_file_name("test");
+    let mut dirs: Vec<(String, String)> = subfolders(&test, name)?
+        .into_iter()
+        .filter(|(d, _)| d != GOOD && d != "ground_truth")
+        .collect();
+    if !test.join(GOOD).is_dir() {
+        return Err(layout_error(
+            &test,
+            format!("{name}: no test/good/ folder: the test split needs normal images for an AUC"),
+        ));
+    }
+    if dirs.is_empty() {
+        return Err(layout_error(
+            &test,
+            format!("{name}: no defect type folder beside test/good/ (e.g. test/scratch/)"),
+        ));
+    }
+    if dirs.len() > 254 {
+        return Err(layout_error(
+            &test,
+            format!(
+                "{name}: {} defect types; at most 254 are supported",
+                dirs.len()
+            ),
+        ));
+    }
+    dirs.insert(0, (GOOD.to_string(), GOOD.to_string()));
+    Ok(dirs)
+}
+
+/// The visible subfolders of `base`, sorted, as `(folder, name)`.
+fn subfolders(base: &Path, name: DatasetName) -> Result<Vec<(String, String)>, DataError> {
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(base).map_err(|e| DataError::io(base, e))? {
+        let entry = entry.map_err(|e| DataError::io(base, e))?;
+        if !entry.path().is_dir() {
+            continue;
+        }
+        let Some(file_name) = entry.file_name().to_str().map(str::to_string) else {
+            return Err(layout_error(
+                &entry.path(),
+                format!("{name}: a class folder whose name is not valid UTF-8; rename it (class names are text in records and reports)"),
+            ));
+        };
+        if !file_name.starts_with('.') {
+            dirs.push((file_name.clone(), file_name));
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}
+
 /// Lists every image, class by class; `warn`: say which non-image files were skipped.
 fn list(
     root: &Path,
@@ -289,7 +357,13 @@ fn list(
     let classes = class_dirs(&base, name, options)?;
     let mut skipped = ImageFiles::default();
     let mut files = Vec::new();
-    for (label, (dir, _)) in classes.iter().enumerate() {
+    // An MVTec tree trains on good images only; its defect types are test folders.
+    let train_classes = if options.mvtec {
+        &classes[..1]
+    } else {
+        &classes[..]
+    };
+    for (label, (dir, _)) in train_classes.iter().enumerate() {
         let folder = base.join(dir);
         if !folder.is_dir() {
             return Err(DataError::Missing {
@@ -316,10 +390,8 @@ fn list(
         for entry in std::fs::read_dir(test).map_err(|e| DataError::io(test, e))? {
             let entry = entry.map_err(|e| DataError::io(test, e))?;
             let dir = entry.file_name().to_string_lossy().to_string();
-            if entry.path().is_dir()
-                && !dir.starts_with('.')
-                && !classes.iter().any(|(d, _)| *d == dir)
-            {
+            let skipped = dir.starts_with('.') || (options.mvtec && dir == "ground_truth");
+            if entry.path().is_dir() && !skipped && !classes.iter().any(|(d, _)| *d == dir) {
                 return Err(layout_error(
                     &entry.path(),
                     "a test class that train/ does not have".into(),
@@ -334,6 +406,10 @@ fn list(
         }
         if files.len() == n_train {
             return Err(layout_error(test, "holds no test images".into()));
+        }
+        if options.mvtec {
+            check_mvtec_test(test, &classes, &files[n_train..])?;
+            check_disjoint(&files[..n_train], &files[n_train..])?;
         }
     }
     skipped.skipped.retain(|p| {
@@ -361,6 +437,52 @@ fn list(
         files,
         n_train: test.is_some().then_some(n_train),
     })
+}
+
+/// Every defect type (and good) of an MVTec test split holds at least one image.
+fn check_mvtec_test(
+    test: &Path,
+    classes: &[(String, String)],
+    files: &[Listed],
+) -> Result<(), DataError> {
+    for (label, (dir, _)) in classes.iter().enumerate() {
+        if !files.iter().any(|f| f.2 as usize == label) {
+            return Err(layout_error(
+                &test.join(dir),
+                format!(
+                    "holds no image files ({})",
+                    super::images::IMAGE_EXTENSIONS.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// No training image is also a test image (same bytes): it would be scored as seen. Only
+/// files of equal length are read and compared.
+fn check_disjoint(train: &[Listed], test: &[Listed]) -> Result<(), DataError> {
+    use std::collections::HashMap;
+    let mut by_len: HashMap<u64, Vec<&Path>> = HashMap::new();
+    for (path, len, _) in train {
+        by_len.entry(*len).or_default().push(path);
+    }
+    for (path, len, _) in test {
+        for other in by_len.get(len).into_iter().flatten() {
+            let a = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            let b = std::fs::read(other).map_err(|e| DataError::io(other, e))?;
+            if a == b {
+                return Err(layout_error(
+                    path,
+                    format!(
+                        "the same file as the training image {}: a test image must not be a training image",
+                        other.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn list_class(
@@ -431,6 +553,7 @@ fn shape_of(
         (None, None) if (h as usize) <= MAX_NATIVE_SIDE && (w as usize) <= MAX_NATIVE_SIDE => {
             [h as usize, w as usize]
         }
+        (None, None) if options.mvtec => [MVTEC_SIDE, MVTEC_SIDE],
         (None, None) => [DEFAULT_SIDE, DEFAULT_SIDE],
     };
     if say {

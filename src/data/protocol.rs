@@ -38,6 +38,15 @@ pub struct OneVsRest {
     /// anomalies: Deep SVDD's setting). False (not written) in the paper's protocols.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deep_sad: bool,
+    /// The few-shot protocols (DevNet / DRA): exactly this many labelled anomalies, in place
+    /// of `anomaly_ratio` (then 0). "General" draws them from every anomaly class, "hard"
+    /// from `train_anomaly_classes` (one known type) and tests on `test_anomaly_classes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<usize>,
+    /// The labelled anomalies are drawn from the test split and leave it (an MVTec tree's
+    /// training split holds good images only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shots_from_test: bool,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -111,6 +120,29 @@ impl OneVsRest {
             test_anomaly_classes: None,
             pollution: 0.0,
             deep_sad: false,
+            shots: None,
+            shots_from_test: false,
+        }
+    }
+
+    /// A few-shot protocol: `shots` labelled anomalies from `known` (None: every anomaly
+    /// class, "general"; one type: "hard", tested on `tested` only), from the test split
+    /// when `from_test`.
+    pub fn few_shot(
+        dataset: DatasetName,
+        normal: u8,
+        shots: usize,
+        known: Option<Vec<u8>>,
+        tested: Option<Vec<u8>>,
+        from_test: bool,
+        seed: u64,
+    ) -> Self {
+        OneVsRest {
+            train_anomaly_classes: known,
+            test_anomaly_classes: tested,
+            shots: Some(shots),
+            shots_from_test: from_test,
+            ..OneVsRest::new(dataset, normal, 0.0, seed)
         }
     }
 
@@ -173,7 +205,13 @@ impl OneVsRest {
     /// One line for errors: "mnist, normal class 3, anomaly ratio 0.01, seed 0".
     pub fn describe(&self) -> String {
         let normal: Vec<String> = self.normal_classes().iter().map(u8::to_string).collect();
-        let how = if self.deep_sad {
+        let how = if let Some(k) = self.shots {
+            let from = match &self.train_anomaly_classes {
+                Some(t) => format!(" of type {}", join(t)),
+                None => String::new(),
+            };
+            format!("{k} labelled anomalies{from}")
+        } else if self.deep_sad {
             format!("gamma_l {}", self.gamma_l())
         } else {
             format!("anomaly ratio {}", self.anomaly_ratio)
@@ -216,7 +254,12 @@ impl OneVsRest {
                 self.dataset
             )));
         }
-        let least = if self.deep_sad {
+        if self.shots == Some(0) {
+            return Err(
+                self.invalid("a few-shot protocol needs at least 1 labelled anomaly".into())
+            );
+        }
+        let least = if self.deep_sad || self.shots.is_some() {
             0.0
         } else {
             f64::MIN_POSITIVE
@@ -233,7 +276,67 @@ impl OneVsRest {
     /// Training pools for the triplet sampler.
     pub fn pools(&self, data: &Dataset) -> Result<Pools, DataError> {
         self.check(data)?;
-        self.pools_from(&data.train)
+        if !self.shots_from_test {
+            return self.pools_from(&data.train);
+        }
+        let normal: Vec<usize> = (0..data.train.len())
+            .filter(|&i| self.is_normal(data.train.labels[i]))
+            .collect();
+        if normal.is_empty() {
+            return Err(self.invalid("the normal class has no training images".into()));
+        }
+        Ok(Pools {
+            normal: data.train.select(&normal),
+            anomalous: data.test.select(&self.labelled_from_test(&data.test)?),
+        })
+    }
+
+    /// The test images the labelled anomalies are when they come from the test split.
+    fn labelled_from_test(&self, test: &ImageSet) -> Result<Vec<usize>, DataError> {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
+        self.draw_labelled(test, self.shots.unwrap_or(0), &mut rng)
+    }
+
+    /// The images of `split` that may be labelled anomalies.
+    fn candidates(&self, split: &ImageSet) -> Vec<usize> {
+        (0..split.len())
+            .filter(|&i| {
+                let l = split.labels[i];
+                !self.is_normal(l)
+                    && self
+                        .train_anomaly_classes
+                        .as_ref()
+                        .is_none_or(|k| k.contains(&l))
+            })
+            .collect()
+    }
+
+    /// `wanted` candidates of `split`, drawn uniformly without replacement, sorted.
+    fn draw_labelled(
+        &self,
+        split: &ImageSet,
+        wanted: usize,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Result<Vec<usize>, DataError> {
+        let candidates = self.candidates(split);
+        if wanted > candidates.len() {
+            let which = match &self.train_anomaly_classes {
+                Some(k) => format!("of class {} ", join_names(k, &split.class_names)),
+                None => String::new(),
+            };
+            return Err(self.invalid(format!(
+                "needs {wanted} labelled anomalies but the {} split has only {} {which}(and {} normal)",
+                if self.shots_from_test { "test" } else { "training" },
+                candidates.len(),
+                split.labels.iter().filter(|&&l| self.is_normal(l)).count()
+            )));
+        }
+        let mut picked: Vec<usize> = rand::seq::index::sample(rng, candidates.len(), wanted)
+            .into_iter()
+            .map(|k| candidates[k])
+            .collect();
+        picked.sort_unstable();
+        Ok(picked)
     }
 
     /// The pools drawn from a training split alone: what recipe selection uses, so that it
@@ -244,41 +347,24 @@ impl OneVsRest {
         let normal: Vec<usize> = (0..labels.len())
             .filter(|&i| self.is_normal(labels[i]))
             .collect();
-        let candidates: Vec<usize> = (0..labels.len())
-            .filter(|&i| {
-                !self.is_normal(labels[i])
-                    && self
-                        .train_anomaly_classes
-                        .as_ref()
-                        .is_none_or(|k| k.contains(&labels[i]))
-            })
-            .collect();
         // Unlabelled anomalies: gamma_p of the unlabelled pool, so p / (n + p) = gamma_p.
         let polluting =
             ((normal.len() as f64) * self.pollution / (1.0 - self.pollution)).round() as usize;
         let unlabelled = normal.len() + polluting;
-        let wanted = match ((unlabelled as f64) * self.anomaly_ratio).round() as usize {
-            0 if self.anomaly_ratio > 0.0 => 1,
-            n => n,
+        let wanted = match self.shots {
+            Some(k) => k,
+            None => match ((unlabelled as f64) * self.anomaly_ratio).round() as usize {
+                0 if self.anomaly_ratio > 0.0 => 1,
+                n => n,
+            },
         };
         if normal.is_empty() {
             return Err(self.invalid(
                 "the normal class has no training images (an empty class folder or label?)".into(),
             ));
         }
-        if wanted > candidates.len() {
-            return Err(self.invalid(format!(
-                "needs {wanted} anomalies but only {} candidate images (and {} normal)",
-                candidates.len(),
-                normal.len()
-            )));
-        }
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(self.seed);
-        let mut picked: Vec<usize> = rand::seq::index::sample(&mut rng, candidates.len(), wanted)
-            .into_iter()
-            .map(|k| candidates[k])
-            .collect();
-        picked.sort_unstable();
+        let picked = self.draw_labelled(train, wanted, &mut rng)?;
         let mut normal = normal;
         if polluting > 0 {
             // From every anomaly class, never an image already labelled.
@@ -308,7 +394,13 @@ impl OneVsRest {
     pub fn test_set(&self, data: &Dataset) -> Result<TestSet, DataError> {
         self.check(data)?;
         let labels = &data.test.labels;
+        let labelled = if self.shots_from_test {
+            self.labelled_from_test(&data.test)?
+        } else {
+            Vec::new()
+        };
         let keep: Vec<usize> = (0..labels.len())
+            .filter(|&i| labelled.binary_search(&i).is_err())
             .filter(|&i| {
                 self.is_normal(labels[i])
                     || self
@@ -328,6 +420,22 @@ impl OneVsRest {
         }
         Ok(TestSet { images, is_anomaly })
     }
+}
+
+fn join(k: &[u8]) -> String {
+    k.iter().map(u8::to_string).collect::<Vec<_>>().join("+")
+}
+
+fn join_names(k: &[u8], names: &[String]) -> String {
+    k.iter()
+        .map(|&c| {
+            names
+                .get(c as usize)
+                .cloned()
+                .unwrap_or_else(|| c.to_string())
+        })
+        .collect::<Vec<_>>()
+        .join("+")
 }
 
 /// Labels from `spec`: labels or class names (any case), several joined by `,` or `+`.
@@ -507,5 +615,57 @@ mod tests {
             "{err}"
         );
         assert!(!err.contains("OneVsRest"), "{err}");
+    }
+
+    /// The few-shot protocols: exactly k labelled anomalies; "hard" from one type, tested on
+    /// the others; from the test split (an MVTec tree's) they leave the test set.
+    #[test]
+    fn few_shot_protocols() {
+        let d = toy();
+        let general = OneVsRest::few_shot(DatasetName::Mnist, 0, 5, None, None, false, 4);
+        let pools = general.pools(&d).unwrap();
+        assert_eq!((pools.normal.len(), pools.anomalous.len()), (100, 5));
+        assert_eq!(general.test_set(&d).unwrap().images.len(), 40);
+        let hard = OneVsRest::few_shot(
+            DatasetName::Mnist,
+            0,
+            3,
+            Some(vec![2]),
+            Some(vec![1, 3]),
+            false,
+            4,
+        );
+        assert!(hard
+            .pools(&d)
+            .unwrap()
+            .anomalous
+            .labels
+            .iter()
+            .all(|&l| l == 2));
+        let test = hard.test_set(&d).unwrap();
+        assert!(test.images.labels.iter().all(|&l| l != 2));
+        // From the test split: 10 images of class 1 there; 4 labelled leave it.
+        let from_test = OneVsRest::few_shot(DatasetName::Mnist, 0, 4, Some(vec![1]), None, true, 4);
+        let pools = from_test.pools(&d).unwrap();
+        assert_eq!(pools.anomalous.len(), 4);
+        assert_eq!(from_test.test_set(&d).unwrap().images.len(), 36);
+        for i in 0..pools.anomalous.len() {
+            let img = pools.anomalous.image(i);
+            let test = from_test.test_set(&d).unwrap();
+            assert!((0..test.images.len()).all(|j| test.images.image(j) != img));
+        }
+        let err = OneVsRest::few_shot(DatasetName::Mnist, 0, 11, Some(vec![1]), None, true, 4)
+            .pools(&d)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("needs 11 labelled anomalies but the test split has only 10 of class 1"),
+            "{err}"
+        );
+        assert!(
+            OneVsRest::few_shot(DatasetName::Mnist, 0, 0, None, None, false, 4)
+                .pools(&d)
+                .is_err()
+        );
     }
 }

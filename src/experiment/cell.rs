@@ -128,6 +128,25 @@ pub(super) fn run_cell(
                 &pools.normal,
                 &pools.anomalous,
             )?),
+            (
+                ReducerSettings::HeadDevnet(p)
+                | ReducerSettings::HeadDeepSad(p)
+                | ReducerSettings::HeadEidn(p),
+                _,
+            ) => Box::new(p.fit(
+                features(cell, dataset, &p.features, models_dir)?,
+                &pools.normal,
+                &pools.anomalous,
+            )?),
+            (
+                ReducerSettings::PretrainedKnnLogreg(p)
+                | ReducerSettings::PretrainedMahalanobisLogreg(p),
+                _,
+            ) => Box::new(p.fit(
+                features(cell, dataset, &p.logistic.features, models_dir)?,
+                &pools.normal,
+                &pools.anomalous,
+            )?),
             (ReducerSettings::Lda(p), _) => {
                 let (images, y) = pools.labelled();
                 Box::new(p.fit(&images, &y)?)
@@ -230,11 +249,45 @@ fn detect_and_score(
         written_unix: now_unix(),
         build: Some(Build::current()),
         notes,
+        per_type_auc: if protocol.shots.is_some() {
+            per_type_auc(&scores, test)?
+        } else {
+            Vec::new()
+        },
     })
 }
 
+/// The AUC of the normal test images against each anomaly class of the test set alone.
+fn per_type_auc(scores: &[f64], test: &TestSet) -> Result<Vec<(String, f64)>, ExperimentError> {
+    let labels = &test.images.labels;
+    let mut types: Vec<u8> = (0..labels.len())
+        .filter(|&i| test.is_anomaly[i])
+        .map(|i| labels[i])
+        .collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut out = Vec::new();
+    for t in types {
+        let keep: Vec<usize> = (0..labels.len())
+            .filter(|&i| !test.is_anomaly[i] || labels[i] == t)
+            .collect();
+        let s: Vec<f64> = keep.iter().map(|&i| scores[i]).collect();
+        let y: Vec<bool> = keep.iter().map(|&i| test.is_anomaly[i]).collect();
+        let name =
+            (test.images.class_names.get(t as usize).cloned()).unwrap_or_else(|| t.to_string());
+        out.push((name, roc_auc(&s, &y)?));
+    }
+    Ok(out)
+}
+
 pub fn protocol_name(p: &OneVsRest) -> &'static str {
-    if p.deep_sad {
+    if p.shots.is_some() {
+        if p.train_anomaly_classes.is_some() {
+            "few-shot-hard"
+        } else {
+            "few-shot-general"
+        }
+    } else if p.deep_sad {
         "deep-sad"
     } else if p.train_anomaly_classes.is_some() || p.test_anomaly_classes.is_some() {
         "unseen"

@@ -16,7 +16,6 @@ use crate::data::ensure::ensure;
 use crate::data::DatasetName;
 use crate::kernels::threads;
 use crate::model::{deep_sad, parse_device, CONFIG_FILE};
-use crate::reduce::ReducerKind;
 
 /// What a grid command asks for.
 #[derive(Clone, Debug)]
@@ -158,7 +157,7 @@ pub fn run_grid(
     // Pretrained weights before any long work: downloaded now, or one clear error.
     let models_dir = crate::backbone::weights::models_dir(&req.data_dir);
     let mut backbones: Vec<_> = (cells.iter().flat_map(|c| &c.methods))
-        .filter(|(r, _)| matches!(r, ReducerKind::Pretrained | ReducerKind::PretrainedLogreg))
+        .filter(|(r, _)| r.uses_features())
         .map(|_| crate::backbone::BackboneKind::EfficientNetLite0)
         .collect();
     backbones.dedup();

@@ -18,8 +18,10 @@ use crate::backbone::FeatureSpec;
 use crate::build_info::Build;
 use crate::data::DatasetName;
 use crate::detect::{Detector, DetectorKind};
+use crate::model::head::HeadKind;
 use crate::reduce::{
-    LdaParams, LogisticParams, PcaParams, PretrainedParams, ReducerKind, ReducerSettings,
+    ComboParams, HeadReducerParams, LabelFree, LdaParams, LogisticParams, PcaParams,
+    PretrainedParams, ReducerKind, ReducerSettings,
 };
 use linfa::ParamGuard;
 
@@ -62,6 +64,38 @@ pub fn method_settings(
                 .check()
                 .map_err(|e| bad(e.to_string()))?,
         ),
+        ReducerKind::HeadDevnet | ReducerKind::HeadDeepSad | ReducerKind::HeadEidn => {
+            let features = FeatureSpec::for_dataset(cell.protocol.dataset);
+            let kind = match reducer {
+                ReducerKind::HeadDevnet => HeadKind::Devnet,
+                ReducerKind::HeadDeepSad => HeadKind::DeepSad,
+                _ => HeadKind::Eidn,
+            };
+            let p = HeadReducerParams::new(features, kind, cell.protocol.seed)
+                .check()
+                .map_err(|e| bad(e.to_string()))?;
+            match kind {
+                HeadKind::Devnet => ReducerSettings::HeadDevnet(p),
+                HeadKind::DeepSad => ReducerSettings::HeadDeepSad(p),
+                HeadKind::Eidn => ReducerSettings::HeadEidn(p),
+            }
+        }
+        ReducerKind::PretrainedKnnLogreg | ReducerKind::PretrainedMahalanobisLogreg => {
+            let logistic = LogisticParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+                .check()
+                .map_err(|e| bad(e.to_string()))?;
+            let params = ComboParams::new(logistic);
+            if reducer == ReducerKind::PretrainedKnnLogreg {
+                ReducerSettings::PretrainedKnnLogreg(
+                    params.check().map_err(|e| bad(e.to_string()))?,
+                )
+            } else {
+                ReducerSettings::PretrainedMahalanobisLogreg(
+                    (params.label_free(LabelFree::Mahalanobis).check())
+                        .map_err(|e| bad(e.to_string()))?,
+                )
+            }
+        }
         ReducerKind::Lda => ReducerSettings::Lda(
             LdaParams::default()
                 .shrinkage(LDA_SHRINKAGE)
@@ -285,6 +319,7 @@ mod tests {
             written_unix: written,
             build: Some(crate::build_info::Build::current()),
             notes: Vec::new(),
+            per_type_auc: Vec::new(),
         }
     }
 

@@ -64,6 +64,10 @@ pub struct Record {
     /// What the detector's fit could not do as asked (see `AnomalyScorer::notes`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The few-shot protocols' AUC of the normal test images against each anomaly type
+    /// alone, by type name (empty elsewhere).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_type_auc: Vec<(String, f64)>,
 }
 
 /// Which stored records a run takes as done, by the build that wrote them.
@@ -452,6 +456,7 @@ mod tests {
             written_unix: 0,
             build: Some(Build::current()),
             notes: Vec::new(),
+            per_type_auc: Vec::new(),
         }
     }
 

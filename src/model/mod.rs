@@ -5,6 +5,7 @@ pub mod conv;
 pub mod deep_sad;
 pub mod eidn;
 mod error;
+pub mod head;
 mod io;
 mod score;
 #[cfg(test)]

@@ -14,13 +14,28 @@ pub enum PretrainedMethod {
     PretrainedMahalanobis,
     /// Class-balanced logistic regression on the normal and the labelled anomalous features.
     PretrainedLogreg,
+    /// DevNet's scoring MLP, trained on the features (its weights are saved).
+    HeadDevnet,
+    /// Deep SAD's objective on an MLP over the features.
+    HeadDeepSad,
+    /// EIDN's refined triplet loss on an MLP over the features.
+    HeadEidn,
+    /// kNN and logistic regression, each standardised on the normal images, averaged.
+    PretrainedKnnLogreg,
+    /// Mahalanobis and logistic regression, likewise.
+    PretrainedMahalanobisLogreg,
 }
 
 impl PretrainedMethod {
-    pub const ALL: [PretrainedMethod; 3] = [
+    pub const ALL: [PretrainedMethod; 8] = [
         PretrainedMethod::PretrainedKnn,
         PretrainedMethod::PretrainedMahalanobis,
         PretrainedMethod::PretrainedLogreg,
+        PretrainedMethod::HeadDevnet,
+        PretrainedMethod::HeadDeepSad,
+        PretrainedMethod::HeadEidn,
+        PretrainedMethod::PretrainedKnnLogreg,
+        PretrainedMethod::PretrainedMahalanobisLogreg,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +43,11 @@ impl PretrainedMethod {
             PretrainedMethod::PretrainedKnn => "pretrained_knn",
             PretrainedMethod::PretrainedMahalanobis => "pretrained_mahalanobis",
             PretrainedMethod::PretrainedLogreg => "pretrained_logreg",
+            PretrainedMethod::HeadDevnet => "head_devnet",
+            PretrainedMethod::HeadDeepSad => "head_deep_sad",
+            PretrainedMethod::HeadEidn => "head_eidn",
+            PretrainedMethod::PretrainedKnnLogreg => "pretrained_knn_logreg",
+            PretrainedMethod::PretrainedMahalanobisLogreg => "pretrained_mahalanobis_logreg",
         }
     }
 
@@ -45,12 +65,28 @@ impl PretrainedMethod {
             PretrainedMethod::PretrainedLogreg => {
                 (ReducerKind::PretrainedLogreg, DetectorKind::OriginDistance)
             }
+            PretrainedMethod::HeadDevnet => (ReducerKind::HeadDevnet, DetectorKind::OriginDistance),
+            PretrainedMethod::HeadDeepSad => {
+                (ReducerKind::HeadDeepSad, DetectorKind::OriginDistance)
+            }
+            PretrainedMethod::HeadEidn => (ReducerKind::HeadEidn, DetectorKind::OriginDistance),
+            PretrainedMethod::PretrainedKnnLogreg => (
+                ReducerKind::PretrainedKnnLogreg,
+                DetectorKind::OriginDistance,
+            ),
+            PretrainedMethod::PretrainedMahalanobisLogreg => (
+                ReducerKind::PretrainedMahalanobisLogreg,
+                DetectorKind::OriginDistance,
+            ),
         }
     }
 
     /// Whether it learns from the labelled anomalies (the others ignore them).
     pub fn uses_labels(self) -> bool {
-        self == PretrainedMethod::PretrainedLogreg
+        !matches!(
+            self,
+            PretrainedMethod::PretrainedKnn | PretrainedMethod::PretrainedMahalanobis
+        )
     }
 }
 

@@ -6,6 +6,8 @@
 //! detector on those features again. kNN's fitted state is its training set anyway, and every
 //! fit here is deterministic (standardisation, Newton's method, Ledoit-Wolf), so the loaded
 //! model scores exactly as the trained one did (tested) without a file format per detector.
+//! A trained head is the exception: its weights (`head.*` in the same file) are saved and
+//! loaded, not trained again.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -26,12 +28,18 @@ use crate::data::catalog::DatasetSpec;
 use crate::data::protocol::{OneVsRest, Pools};
 use crate::data::{DataFingerprint, ImageSet};
 use crate::detect::AnomalyScorer;
+use crate::model::head::{FittedHead, HeadKind};
 use crate::model::{load_config, save_model, Calibration, CalibrationSource};
-use crate::reduce::{FeatureReducer, LogisticParams, PretrainedParams, ReducerKind};
+use crate::reduce::{
+    ComboParams, FeatureReducer, HeadReducerParams, LabelFree, LogisticParams, PretrainedParams,
+    ReducerKind,
+};
 
 /// File names inside a model directory.
 pub const PRETRAINED_CONFIG_FILE: &str = "pretrained.json";
 pub const PRETRAINED_FEATURES_FILE: &str = "features.safetensors";
+/// A head's tensors in the features file are named `head.<layer>`.
+const HEAD_PREFIX: &str = "head.";
 
 /// Everything needed to rebuild and describe a fitted method; saved as `pretrained.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -71,8 +79,20 @@ pub struct PretrainedModel {
     /// The training images' raw features, `n x 1280`: what is saved.
     normal: Array2<f32>,
     anomalous: Array2<f32>,
+    /// A head's trained weights (empty for the other methods).
+    head: HashMap<String, Tensor>,
     reducer: Box<dyn FeatureReducer>,
     scorer: Box<dyn AnomalyScorer>,
+}
+
+/// The head a method trains, if any.
+fn head_kind(reducer: ReducerKind) -> Option<HeadKind> {
+    match reducer {
+        ReducerKind::HeadDevnet => Some(HeadKind::Devnet),
+        ReducerKind::HeadDeepSad => Some(HeadKind::DeepSad),
+        ReducerKind::HeadEidn => Some(HeadKind::Eidn),
+        _ => None,
+    }
 }
 
 impl PretrainedModel {
@@ -115,17 +135,19 @@ impl PretrainedModel {
             build: Some(Build::current()),
             data_fingerprint: None,
         };
-        let mut model = Self::assemble(config, table, normal, anomalous)?;
+        let mut model = Self::assemble(config, table, normal, anomalous, HashMap::new())?;
         model.config.fit_seconds = start.elapsed().as_secs_f64();
         Ok(model)
     }
 
     /// The reducer and detector of `config.method`, fitted on the saved features.
+    /// A head's `saved` weights are used when given, else it is trained.
     fn assemble(
         config: PretrainedConfig,
         table: Arc<FeatureTable>,
         normal: Array2<f32>,
         anomalous: Array2<f32>,
+        saved: HashMap<String, Tensor>,
     ) -> Result<PretrainedModel, PipelineError> {
         // Features of one backbone and size are never mixed with another's.
         if table.spec != config.features {
@@ -137,6 +159,8 @@ impl PretrainedModel {
         let (reducer_kind, detector_kind) = config.method.grid_method();
         let spec = config.features.clone();
         let x0 = normal.mapv(f64::from);
+        let x1 = || anomalous.mapv(f64::from);
+        let mut head = HashMap::new();
         let reducer: Box<dyn FeatureReducer> = match reducer_kind {
             ReducerKind::Pretrained => Box::new(
                 PretrainedParams::new(spec)
@@ -149,6 +173,31 @@ impl PretrainedModel {
                     x0.clone(),
                     anomalous.mapv(f64::from),
                 )?)
+            }
+            ReducerKind::PretrainedKnnLogreg | ReducerKind::PretrainedMahalanobisLogreg => {
+                let mut params = ComboParams::new(LogisticParams::new(spec).check()?);
+                if reducer_kind == ReducerKind::PretrainedMahalanobisLogreg {
+                    params = params.label_free(LabelFree::Mahalanobis);
+                }
+                Box::new(params.check()?.fit_features(table, x0.clone(), x1())?)
+            }
+            kind if head_kind(kind).is_some() => {
+                let kind = head_kind(kind).expect("a head");
+                let params = HeadReducerParams::new(spec, kind, config.seed).check()?;
+                let fitted = if saved.is_empty() {
+                    params.fit_features(table, x0.clone(), x1())?
+                } else {
+                    let trained = FittedHead::from_tensors(params.head.clone(), FEATURES, &saved)
+                        .map_err(|m| {
+                        PipelineError::InvalidParams(format!(
+                            "the saved {} head: {m}",
+                            kind.as_str()
+                        ))
+                    })?;
+                    params.with_head(table, &x0, trained)?
+                };
+                head = fitted.head.tensors()?;
+                Box::new(fitted)
             }
             other => {
                 return Err(PipelineError::InvalidParams(format!(
@@ -163,6 +212,7 @@ impl PretrainedModel {
             config,
             normal,
             anomalous,
+            head,
             reducer,
             scorer,
         })
@@ -196,10 +246,13 @@ impl PretrainedModel {
                 if x.nrows() > 0 {
                     let values: Vec<f32> = x.iter().copied().collect();
                     tensors.insert(
-                        name,
+                        name.to_string(),
                         Tensor::from_vec(values, (x.nrows(), FEATURES), &Device::Cpu)?,
                     );
                 }
+            }
+            for (name, t) in &self.head {
+                tensors.insert(format!("{HEAD_PREFIX}{name}"), t.clone());
             }
             candle_core::safetensors::save(&tensors, path)
         };
@@ -273,13 +326,23 @@ impl PretrainedModel {
         };
         let normal = take("normal", config.n_normal)?;
         let anomalous = take("anomalous", config.n_anomalous)?;
+        let head: HashMap<String, Tensor> = tensors
+            .into_iter()
+            .filter_map(|(k, t)| k.strip_prefix(HEAD_PREFIX).map(|k| (k.to_string(), t)))
+            .collect();
+        if head_kind(config.method.grid_method().0).is_some() && head.is_empty() {
+            return Err(PipelineError::BadModelFile {
+                path: features_path,
+                message: format!("no trained {} head in it", config.method),
+            });
+        }
         let table = table_for(&config)?;
-        Self::assemble(config, table, normal, anomalous)
+        Self::assemble(config, table, normal, anomalous, head)
     }
 
     /// The same model embedding images through `table` (fitted again on the saved features,
     /// so it scores the same).
     pub fn with_table(self, table: Arc<FeatureTable>) -> Result<PretrainedModel, PipelineError> {
-        Self::assemble(self.config, table, self.normal, self.anomalous)
+        Self::assemble(self.config, table, self.normal, self.anomalous, self.head)
     }
 }

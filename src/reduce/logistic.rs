@@ -191,6 +191,11 @@ pub struct FittedLogistic {
 }
 
 impl FittedLogistic {
+    /// The decision function w.z + b of raw features `x`.
+    pub fn decision_of(&self, x: Array2<f64>) -> Vec<f64> {
+        self.decision(&self.standard.apply(x))
+    }
+
     /// w.x + b of standardised features `z`.
     fn decision(&self, z: &Array2<f64>) -> Vec<f64> {
         z.rows()

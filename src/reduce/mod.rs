@@ -10,7 +10,12 @@
 //! - [`PretrainedParams`]: a pretrained ImageNet backbone's features, standardised (`backbone`).
 //! - [`LogisticParams`]: logistic regression on those features with the labelled anomalies,
 //!   as a one-dimensional embedding (the supervised baseline).
+//! - [`HeadReducerParams`]: a head (DevNet, Deep SAD or EIDN's loss on an MLP,
+//!   `model::head`) trained on those features with the labelled anomalies.
+//! - [`ComboParams`]: kNN (no labels) and logistic regression combined.
 
+mod combo;
+mod head;
 mod lda;
 mod logistic;
 mod pca;
@@ -21,6 +26,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::ImageSet;
 
+pub use combo::{ComboParams, ComboValidParams, FittedCombo, LabelFree};
+pub use head::{FittedHeadReducer, HeadReducerParams, HeadReducerValidParams};
 pub use lda::{FittedLda, LdaParams, LdaValidParams};
 pub use logistic::{FittedLogistic, LogisticParams, LogisticValidParams};
 pub use pca::{FittedPca, PcaParams, PcaValidParams};
@@ -61,10 +68,21 @@ pub enum ReducerKind {
     Pretrained,
     /// Logistic regression on those features with the cell's labelled anomalies.
     PretrainedLogreg,
+    /// DevNet's scoring MLP on those features.
+    HeadDevnet,
+    /// Deep SAD's objective on an MLP over those features.
+    HeadDeepSad,
+    /// EIDN's refined triplet loss on an MLP over those features.
+    HeadEidn,
+    /// kNN (no labels) and logistic regression, each standardised on the normal training
+    /// images, averaged.
+    PretrainedKnnLogreg,
+    /// The same with the Mahalanobis distance in place of kNN.
+    PretrainedMahalanobisLogreg,
 }
 
 impl ReducerKind {
-    pub const ALL: [ReducerKind; 8] = [
+    pub const ALL: [ReducerKind; 13] = [
         ReducerKind::Eidn,
         ReducerKind::EidnPlus,
         ReducerKind::Pca,
@@ -73,6 +91,11 @@ impl ReducerKind {
         ReducerKind::DeepSvdd,
         ReducerKind::Pretrained,
         ReducerKind::PretrainedLogreg,
+        ReducerKind::HeadDevnet,
+        ReducerKind::HeadDeepSad,
+        ReducerKind::HeadEidn,
+        ReducerKind::PretrainedKnnLogreg,
+        ReducerKind::PretrainedMahalanobisLogreg,
     ];
 
     /// Whether the method is a trained EIDN encoder (either recipe).
@@ -95,6 +118,11 @@ impl ReducerKind {
             ReducerKind::DeepSvdd => "deep_svdd",
             ReducerKind::Pretrained => "pretrained",
             ReducerKind::PretrainedLogreg => "pretrained_logreg",
+            ReducerKind::HeadDevnet => "head_devnet",
+            ReducerKind::HeadDeepSad => "head_deep_sad",
+            ReducerKind::HeadEidn => "head_eidn",
+            ReducerKind::PretrainedKnnLogreg => "pretrained_knn_logreg",
+            ReducerKind::PretrainedMahalanobisLogreg => "pretrained_mahalanobis_logreg",
         }
     }
 
@@ -109,7 +137,26 @@ impl ReducerKind {
             ReducerKind::DeepSvdd => "Deep SVDD",
             ReducerKind::Pretrained => "pretrained",
             ReducerKind::PretrainedLogreg => "pretrained + LR",
+            ReducerKind::HeadDevnet => "DevNet head",
+            ReducerKind::HeadDeepSad => "Deep SAD head",
+            ReducerKind::HeadEidn => "EIDN head",
+            ReducerKind::PretrainedKnnLogreg => "kNN + LR",
+            ReducerKind::PretrainedMahalanobisLogreg => "Mahalanobis + LR",
         }
+    }
+
+    /// Whether the method reads pretrained backbone features.
+    pub fn uses_features(self) -> bool {
+        matches!(
+            self,
+            ReducerKind::Pretrained
+                | ReducerKind::PretrainedLogreg
+                | ReducerKind::HeadDevnet
+                | ReducerKind::HeadDeepSad
+                | ReducerKind::HeadEidn
+                | ReducerKind::PretrainedKnnLogreg
+                | ReducerKind::PretrainedMahalanobisLogreg
+        )
     }
 }
 
@@ -145,6 +192,11 @@ pub enum ReducerSettings {
     DeepSvdd,
     Pretrained(PretrainedValidParams),
     PretrainedLogreg(LogisticValidParams),
+    HeadDevnet(HeadReducerValidParams),
+    HeadDeepSad(HeadReducerValidParams),
+    HeadEidn(HeadReducerValidParams),
+    PretrainedKnnLogreg(ComboValidParams),
+    PretrainedMahalanobisLogreg(ComboValidParams),
 }
 
 impl ReducerSettings {
@@ -158,6 +210,13 @@ impl ReducerSettings {
             ReducerSettings::DeepSvdd => ReducerKind::DeepSvdd,
             ReducerSettings::Pretrained(_) => ReducerKind::Pretrained,
             ReducerSettings::PretrainedLogreg(_) => ReducerKind::PretrainedLogreg,
+            ReducerSettings::HeadDevnet(_) => ReducerKind::HeadDevnet,
+            ReducerSettings::HeadDeepSad(_) => ReducerKind::HeadDeepSad,
+            ReducerSettings::HeadEidn(_) => ReducerKind::HeadEidn,
+            ReducerSettings::PretrainedKnnLogreg(_) => ReducerKind::PretrainedKnnLogreg,
+            ReducerSettings::PretrainedMahalanobisLogreg(_) => {
+                ReducerKind::PretrainedMahalanobisLogreg
+            }
         }
     }
 
@@ -166,6 +225,11 @@ impl ReducerSettings {
         match self {
             ReducerSettings::Pretrained(p) => Some(&p.features),
             ReducerSettings::PretrainedLogreg(p) => Some(&p.features),
+            ReducerSettings::HeadDevnet(p)
+            | ReducerSettings::HeadDeepSad(p)
+            | ReducerSettings::HeadEidn(p) => Some(&p.features),
+            ReducerSettings::PretrainedKnnLogreg(p)
+            | ReducerSettings::PretrainedMahalanobisLogreg(p) => Some(&p.logistic.features),
             _ => None,
         }
     }

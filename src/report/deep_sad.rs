@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use polars::prelude::*;
 use serde::Deserialize;
 
-use super::frame::{f64s, is, polars_error, stat_at, strs, summarise, Stat};
+use super::frame::{f64s, is, is_own_score, polars_error, stat_at, strs, summarise, Stat};
 use super::{Report, NOT_RUN};
 use crate::data::DatasetName;
 use crate::experiment::ExperimentError;
@@ -51,11 +51,18 @@ impl PublishedDeepSad {
 }
 
 /// Our methods in the table, in column order.
-const OURS: [ReducerKind; 4] = [
+const OURS: [ReducerKind; 11] = [
     ReducerKind::Eidn,
     ReducerKind::EidnPlus,
     ReducerKind::DeepSad,
     ReducerKind::DeepSvdd,
+    ReducerKind::Pretrained,
+    ReducerKind::PretrainedLogreg,
+    ReducerKind::HeadDevnet,
+    ReducerKind::HeadDeepSad,
+    ReducerKind::HeadEidn,
+    ReducerKind::PretrainedKnnLogreg,
+    ReducerKind::PretrainedMahalanobisLogreg,
 ];
 
 /// Per (dataset, reducer, gamma_l): the methods' own scores over every (pair, seed).
@@ -65,9 +72,11 @@ impl Report {
     fn deep_sad_rows(&self) -> Result<Rows, ExperimentError> {
         let query = || -> PolarsResult<Rows> {
             let f = &self.frame;
-            let mut rows = f.filter(
-                &(&is(f, "protocol", "deep-sad")? & &is(f, "detector", "origin_distance")?),
-            )?;
+            let mut own = is_own_score(f, OURS[0])?;
+            for r in &OURS[1..] {
+                own = &own | &is_own_score(f, *r)?;
+            }
+            let mut rows = f.filter(&(&is(f, "protocol", "deep-sad")? & &own))?;
             // Deep SAD's gamma_l from EIDN's m / n, rounded so that groups match.
             let gamma: Vec<f64> = f64s(&rows, "anomaly_ratio")?
                 .iter()
@@ -118,7 +127,8 @@ impl Report {
              labelled anomalies from one known anomaly class at gamma_l = m / (n + m) of the \
              training set (EIDN's tables count m / n), pollution gamma_p = {}, the whole test \
              split with every other class anomalous. Test ROC AUC of each method's own score \
-             (EIDN: distance from the origin; Deep SAD / Deep SVDD: distance from the centre c), \
+             (EIDN, the heads and LR: distance from the origin; Deep SAD / Deep SVDD: distance \
+             from the centre c; pretrained: kNN on the EfficientNet-Lite0 features, no labels), \
              mean ± std over every (normal class, known class) pair and seed that ran, `n` \
              runs. Deep SVDD never sees the labelled anomalies (gamma_l = 0 is its setting; at \
              gamma_l = 0 Deep SAD is Deep SVDD). Deep SAD training here: {}. Published: {}; {}.\n",

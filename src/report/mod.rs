@@ -9,6 +9,7 @@
 
 mod coverage;
 mod deep_sad;
+mod few_shot;
 mod figures;
 pub mod frame;
 mod golden;
@@ -178,6 +179,7 @@ impl Report {
         }
         self.own_tables(&mut md)?;
         self.deep_sad(&mut md)?;
+        self.few_shot(&mut md)?;
         if self.has_paper_protocol() {
             self.fig5(&mut md, out)?;
             self.unseen(&mut md, out)?;

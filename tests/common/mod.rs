@@ -259,3 +259,15 @@ pub fn real_weights(kind: eidn::backbone::BackboneKind) -> Option<PathBuf> {
     eprintln!("SKIPPED (not in CI): {msg}");
     None
 }
+
+/// The eidn binary on data directory `data` and models folder `models`, nothing from the
+/// caller's environment.
+pub fn eidn_in(data: &std::path::Path, models: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_eidn"));
+    c.arg("--data-dir")
+        .arg(data)
+        .env_remove("EIDN_DATA_DIR")
+        .env_remove("EIDN_DATA_MIRROR")
+        .env("EIDN_MODELS_DIR", models);
+    c
+}

@@ -199,10 +199,17 @@ pub struct TrainArgs {
     /// Labelled training anomalies as a fraction of the normal training images.
     #[arg(long, default_value_t = 0.01)]
     pub anomaly_ratio: f64,
+    /// Exactly K labelled anomalies instead of --anomaly-ratio (DevNet's few-shot protocol,
+    /// drawn from every anomaly class); on an mvtec dataset they come from the test split and
+    /// leave it.
+    #[arg(long, value_name = "K")]
+    pub shots: Option<usize>,
     /// eidn trains the paper's network (the flags below); the pretrained methods fit on
     /// EfficientNet-Lite0 ImageNet features (weights fetched on first use): pretrained_knn
     /// and pretrained_mahalanobis use no labels, pretrained_logreg learns from the labelled
-    /// anomalies. The network's flags (epochs to augment) do not apply to them.
+    /// anomalies, head_devnet / head_deep_sad / head_eidn train a small network on them, and
+    /// pretrained_knn_logreg / pretrained_mahalanobis_logreg average a label-free score with
+    /// logistic regression's. The network's flags (epochs to augment) do not apply to them.
     #[arg(long, value_enum, default_value = "eidn")]
     pub method: TrainMethod,
     #[arg(long, default_value_t = 50)]
@@ -293,6 +300,11 @@ pub enum TrainMethod {
     PretrainedKnn,
     PretrainedMahalanobis,
     PretrainedLogreg,
+    HeadDevnet,
+    HeadDeepSad,
+    HeadEidn,
+    PretrainedKnnLogreg,
+    PretrainedMahalanobisLogreg,
 }
 
 impl TrainMethod {
@@ -304,6 +316,11 @@ impl TrainMethod {
             TrainMethod::PretrainedKnn => Some(P::PretrainedKnn),
             TrainMethod::PretrainedMahalanobis => Some(P::PretrainedMahalanobis),
             TrainMethod::PretrainedLogreg => Some(P::PretrainedLogreg),
+            TrainMethod::HeadDevnet => Some(P::HeadDevnet),
+            TrainMethod::HeadDeepSad => Some(P::HeadDeepSad),
+            TrainMethod::HeadEidn => Some(P::HeadEidn),
+            TrainMethod::PretrainedKnnLogreg => Some(P::PretrainedKnnLogreg),
+            TrainMethod::PretrainedMahalanobisLogreg => Some(P::PretrainedMahalanobisLogreg),
         }
     }
 }
@@ -417,12 +434,12 @@ pub fn datasets_named(which: &str) -> Result<Vec<DatasetName>, eidn::data::DataE
         all.extend(eidn::data::catalog::declared());
         return Ok(all);
     }
-    Ok(vec![DatasetName::resolve(which)?])
+    DatasetName::resolve_all(which)
 }
 
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// mnist, cifar10, concrete, a declared dataset, folder:PATH, idx:PATH, or all.
+    /// mnist, cifar10, concrete, a declared dataset, folder:PATH, idx:PATH, mvtec:PATH, or all.
     #[arg(long, default_value = "all", value_name = "NAME")]
     pub dataset: String,
     /// Print one JSON array (an object per dataset) instead of tables.

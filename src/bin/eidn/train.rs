@@ -77,8 +77,23 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
     let names = dataset.class_names()?;
     let normal = parse_classes(&args.normal_class, &names)
         .map_err(|e| anyhow::anyhow!("--normal-class {:?}: {e}", args.normal_class))?;
-    let protocol =
-        OneVsRest::new(dataset, normal[0], args.anomaly_ratio, args.seed).with_normal(&normal);
+    let protocol = match args.shots {
+        Some(k) => OneVsRest::few_shot(
+            dataset,
+            normal[0],
+            k,
+            None,
+            None,
+            dataset.is_mvtec(),
+            args.seed,
+        ),
+        None if dataset.is_mvtec() => bail!(
+            "{dataset} is an MVTec tree, whose training split holds good images only: pass \
+             --shots K to label K anomalies of its test split (they leave the test set)"
+        ),
+        None => OneVsRest::new(dataset, normal[0], args.anomaly_ratio, args.seed),
+    }
+    .with_normal(&normal);
     let report = match ensure(&[protocol.dataset], data_dir, mirror, args.quiet)?.pop() {
         Some(report) => report,
         // Concrete Cracks and the user's own: not fetched, only checked.
@@ -132,7 +147,9 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
             },
             pools.anomalous.len(),
             round4(effective),
-            if (effective - args.anomaly_ratio).abs() > 1e-3 * args.anomaly_ratio {
+            if args.shots.is_none()
+                && (effective - args.anomaly_ratio).abs() > 1e-3 * args.anomaly_ratio
+            {
                 format!(
                     "; --anomaly-ratio {} rounds to this count, at least 1",
                     args.anomaly_ratio

@@ -54,7 +54,9 @@ impl Cell {
     pub fn id(&self) -> String {
         let p = &self.protocol;
         let t = &self.train;
-        let ratio = if p.deep_sad {
+        let ratio = if let Some(k) = p.shots {
+            format!("k{k}")
+        } else if p.deep_sad {
             format!("gl{}", (p.gamma_l() * 1e6).round() / 1e6)
         } else {
             format!("r{}", p.anomaly_ratio)
@@ -181,6 +183,39 @@ impl ValidProfile {
                         }
                     }
                 }
+            } else if s.id.is_few_shot() {
+                let n = s.dataset.class_names().map_or(0, |n| n.len()) as u8;
+                let from_test = s.dataset.is_mvtec();
+                for &k in s.shots.iter().flatten() {
+                    for class in &classes {
+                        // General: every anomaly class at once; hard: each type in turn.
+                        let others: Vec<u8> = (0..n).filter(|c| !class.contains(c)).collect();
+                        let known: Vec<Option<Vec<u8>>> = if s.id == StageId::FewShot {
+                            vec![None]
+                        } else {
+                            others.iter().map(|&t| Some(vec![t])).collect()
+                        };
+                        for known in known {
+                            let tested = known.as_ref().map(|t| {
+                                others.iter().copied().filter(|c| !t.contains(c)).collect()
+                            });
+                            for &seed in &seeds {
+                                protocols.push(
+                                    OneVsRest::few_shot(
+                                        s.dataset,
+                                        class[0],
+                                        k,
+                                        known.clone(),
+                                        tested.clone(),
+                                        from_test,
+                                        seed,
+                                    )
+                                    .with_normal(class),
+                                );
+                            }
+                        }
+                    }
+                }
             } else {
                 for &ratio in &s.ratios {
                     for class in &classes {
@@ -201,6 +236,7 @@ impl ValidProfile {
                         // Without labelled anomalies only Deep SVDD trains (Deep SAD is
                         // then the same network, and EIDN has no anomaly pool).
                         _ if protocol.anomaly_ratio == 0.0
+                            && protocol.shots.is_none()
                             && !matches!(training, Training::Deep(d) if !d.supervised) =>
                         {
                             continue

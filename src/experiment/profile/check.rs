@@ -89,7 +89,28 @@ impl Profile {
             if let Err(e) = s.train_spec(&train).params(0).check() {
                 return bad(format!("{at}: {e}"));
             }
-            if s.id == StageId::DeepSad {
+            if s.id.is_few_shot() {
+                let k = s.shots.as_deref().unwrap_or_default();
+                if !s.ratios.is_empty() || k.is_empty() || k.contains(&0) {
+                    return bad(format!(
+                        "{at}: a few-shot stage takes shots (a non-empty list of counts >= 1, e.g. [1, 5, 10]) instead of ratios"
+                    ));
+                }
+                if s.gamma_l.is_some() || s.pollution.is_some() || s.pairs.is_some() {
+                    return bad(format!(
+                        "{at}: gamma_l, pollution and pairs belong to deep_sad stages"
+                    ));
+                }
+                if s.train_anomaly_classes.is_some() || s.test_anomaly_classes.is_some() {
+                    return bad(format!(
+                        "{at}: a few-shot stage chooses its known and tested types itself"
+                    ));
+                }
+            } else if s.shots.is_some() {
+                return bad(format!(
+                    "{at}: shots belongs to few_shot and few_shot_hard stages"
+                ));
+            } else if s.id == StageId::DeepSad {
                 let g = s.gamma_l.as_deref().unwrap_or_default();
                 if !s.ratios.is_empty() || g.is_empty() || g.iter().any(|g| !(0.0..1.0).contains(g))
                 {
@@ -147,7 +168,9 @@ impl Profile {
                 Err(_) => None,
             };
             let classes: Vec<ClassRef> = match &s.classes {
-                None if s.dataset == DatasetName::Concrete => vec![ClassRef::Label(0)],
+                None if s.dataset == DatasetName::Concrete || s.dataset.is_mvtec() => {
+                    vec![ClassRef::Label(0)]
+                }
                 None => (0..names.as_ref().map_or(0, |n| n.len()) as u8)
                     .map(ClassRef::Label)
                     .collect(),

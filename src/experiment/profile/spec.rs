@@ -10,12 +10,13 @@ use crate::model::{Arch, Augment, EidnParams};
 use crate::reduce::ReducerKind;
 
 /// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
-pub const BUILTIN: [(&str, &str); 5] = [
+pub const BUILTIN: [(&str, &str); 6] = [
     ("paper", include_str!("../../../configs/paper.toml")),
     ("quick", include_str!("../../../configs/quick.toml")),
     ("ci", include_str!("../../../configs/ci.toml")),
     ("plus", include_str!("../../../configs/plus.toml")),
     ("deep_sad", include_str!("../../../configs/deep_sad.toml")),
+    ("few_label", include_str!("../../../configs/few_label.toml")),
 ];
 
 /// EIDN training settings of a stage (the paper's: 50 x 100 steps of 128 triplets).
@@ -116,6 +117,12 @@ pub enum StageId {
     /// Deep SAD's protocol and table (Ruff et al. 2020), beside EIDN.
     #[serde(rename = "deep_sad")]
     DeepSad,
+    /// DevNet / DRA's "general" few-shot protocol: k labelled anomalies of any type.
+    #[serde(rename = "few_shot")]
+    FewShot,
+    /// Their "hard" protocol: k labelled anomalies of one type, tested on the others.
+    #[serde(rename = "few_shot_hard")]
+    FewShotHard,
 }
 
 impl StageId {
@@ -129,10 +136,12 @@ impl StageId {
             StageId::Fig7 => "fig7",
             StageId::Classes => "classes",
             StageId::DeepSad => "deep_sad",
+            StageId::FewShot => "few_shot",
+            StageId::FewShotHard => "few_shot_hard",
         }
     }
 
-    pub const ALL: [StageId; 8] = [
+    pub const ALL: [StageId; 10] = [
         StageId::Table1,
         StageId::Table2,
         StageId::Table3,
@@ -141,7 +150,14 @@ impl StageId {
         StageId::Fig7,
         StageId::Classes,
         StageId::DeepSad,
+        StageId::FewShot,
+        StageId::FewShotHard,
     ];
+
+    /// Whether the stage counts its labelled anomalies (`shots`) instead of a ratio.
+    pub fn is_few_shot(self) -> bool {
+        matches!(self, StageId::FewShot | StageId::FewShotHard)
+    }
 
     pub fn parse(s: &str) -> Option<StageId> {
         Self::ALL.into_iter().find(|id| id.as_str() == s)
@@ -174,6 +190,9 @@ pub struct StageSpec {
     /// pairs on a ten-class dataset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairs: Option<Vec<[u8; 2]>>,
+    /// `few_shot` / `few_shot_hard` stages: the numbers k of labelled anomalies, e.g. [1, 5, 10].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shots: Option<Vec<usize>>,
     /// Default: the profile's seeds.
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,

@@ -33,6 +33,7 @@ use crate::model::ModelError;
 pub use hyperparams::{DeepSadParams, DeepSadTrain, DeepSadValidParams};
 pub use net::{LeNet, LeNetKind};
 pub use train::BenchStep;
+pub(crate) use train::{sad_objective, Adam, CENTER_EPS};
 
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const CONFIG_FILE: &str = "deep_sad.json";

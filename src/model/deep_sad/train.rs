@@ -20,7 +20,7 @@ use crate::model::{ModelError, TrainOptions};
 
 /// Their `eps` in `(dist + eps)^-1` and in the centre's near-zero push.
 const DIST_EPS: f64 = 1e-6;
-const CENTER_EPS: f32 = 0.1;
+pub(crate) const CENTER_EPS: f32 = 0.1;
 
 /// The images `idx` of `set`, scaled to [0, 1], as one `n x C x H x W` tensor.
 pub(super) fn batch_tensor(
@@ -81,14 +81,14 @@ impl TrainSet<'_> {
 }
 
 /// One optimiser with PyTorch Adam's coupled L2 decay and a milestone schedule.
-struct Adam {
-    opt: AdamW,
+pub(crate) struct Adam {
+    pub(crate) opt: AdamW,
     vars: Vec<Var>,
     weight_decay: f64,
 }
 
 impl Adam {
-    fn new(vars: Vec<Var>, lr: f64, weight_decay: f64) -> candle_core::Result<Self> {
+    pub(crate) fn new(vars: Vec<Var>, lr: f64, weight_decay: f64) -> candle_core::Result<Self> {
         let opt = AdamW::new(
             vars.clone(),
             ParamsAdamW {
@@ -104,7 +104,7 @@ impl Adam {
         })
     }
 
-    fn step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
+    pub(crate) fn step(&mut self, loss: &Tensor) -> candle_core::Result<()> {
         let mut grads: GradStore = loss.backward()?;
         if self.weight_decay > 0.0 {
             for v in &self.vars {
@@ -169,7 +169,7 @@ fn sad_step(
 /// Deep SAD's objective (Ruff et al. 2020, eq. 4 without the weight decay) on embeddings
 /// `z`: the mean over the batch of `|z - c|^2` (unlabelled) or `eta / (|z - c|^2 + eps)`
 /// (`labelled` 1: a labelled anomaly).
-fn sad_objective(
+pub(crate) fn sad_objective(
     z: &Tensor,
     labelled: &Tensor,
     c: &Tensor,
