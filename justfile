@@ -63,6 +63,19 @@ regress *args:
 report profile="quick":
     cargo run --release -- report --results results/{{profile}} --out reports/{{profile}}
 
+# Render every committed report that carries its records again from them (after a change to
+# the report's format; tests/records_travel.rs fails until this is run and committed).
+rerender-reports:
+    for d in reports/*/ tests/fixtures/report_small/; do \
+        if [ -f "$d/records.jsonl.gz" ]; then cargo run --release --quiet -- report --results "$d" --out "$d"; fi; \
+    done
+
+# The report fixture from scratch (~1 min; after a numerics bump makes its records another build's).
+report-fixture:
+    rm -rf results/report-fixture tests/fixtures/report_small
+    cargo run --release -- reproduce --profile tests/fixtures/small_grid.toml --results results/report-fixture --out tests/fixtures/report_small
+    cargo run --release -- report --results tests/fixtures/report_small --out tests/fixtures/report_small --compare eidn:pca/knn
+
 # Open a report's results.parquet in Python polars and pandas and check it against results.csv
 # (needs `pip install polars pandas pyarrow`).
 read-results report="reports/quick":

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use candle_core::Device;
 
-use super::{Cell, ExperimentError, Record};
+use super::{Cell, ExperimentError, Record, Shard};
 use crate::data::protocol::Pools;
 use crate::data::ImageSet;
 use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
@@ -17,6 +17,70 @@ use crate::model::{Arch, Trainer};
 /// Scoring the test split and fitting the baselines, as a share of the training time (from a
 /// measured run of the quick profile).
 const SCORING_OVERHEAD: f64 = 0.07;
+
+/// Reference costs of a cell's parts, in seconds on the machine that measured them (2 cores
+/// of an AMD EPYC, one cell per core; reports/quick and reports/deep_sad): a training step of
+/// 128 triplets on MNIST (28 x 28 x 1), a Deep SAD image-pass on MNIST, and fitting and
+/// scoring one method. Only their ratios matter: they deal cells to shards.
+const STEP_SECONDS: f64 = 0.048;
+const DEEP_IMAGE_SECONDS: f64 = 0.68e-3;
+const METHOD_SECONDS: f64 = 2.0;
+/// Fitting a baseline reducer (PCA, LDA, logistic regression, a head) once per cell.
+const BASELINE_SECONDS: f64 = 8.0;
+
+/// A cell's estimated cost in reference seconds, the same on every machine (no calibration:
+/// every shard of an array job must deal the same cells). A step scales with the batch and
+/// the image area, plus a sixth per extra channel (CIFAR-10 measured 1.73 x MNIST's step);
+/// a Deep SAD image-pass with the pixel count (CIFAR-10 measured 4.3 x MNIST's).
+pub fn cell_cost(cell: &Cell) -> f64 {
+    let [c, h, w] = cell.protocol.dataset.input_shape().unwrap_or([3, 32, 32]);
+    let area = (h * w) as f64 / 784.0;
+    let channels = 1.0 + (c as f64 - 1.0) / 6.0;
+    let baselines = (cell.methods.iter().map(|(r, _)| *r))
+        .filter(|r| !r.is_trained())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let mut cost = cell.methods.len() as f64 * METHOD_SECONDS + baselines as f64 * BASELINE_SECONDS;
+    if let Some(deep) = &cell.deep {
+        let images = cell.deep_images_per_epoch() * deep.train.epochs_total() as u64;
+        cost += images as f64 * area * c as f64 * DEEP_IMAGE_SECONDS;
+    } else if cell.needs_encoder() {
+        let batches = cell.train.batch_size as f64 / 128.0;
+        cost += cell.train.steps() as f64 * batches * area * channels * STEP_SECONDS;
+    }
+    cost
+}
+
+/// Deals `cells` to `shards` shares by cost: the most expensive first, each to the share
+/// with the least so far (ties to the lower share, then the cell order), so the shares end
+/// within one cell of each other. Returns each cell's share (0-based).
+pub fn deal(cells: &[Cell], shards: usize) -> Vec<usize> {
+    let costs: Vec<f64> = cells.iter().map(cell_cost).collect();
+    let mut order: Vec<usize> = (0..cells.len()).collect();
+    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+    let mut load = vec![0f64; shards.max(1)];
+    let mut share = vec![0; cells.len()];
+    for i in order {
+        let least = (0..load.len())
+            .min_by(|&a, &b| load[a].total_cmp(&load[b]).then(a.cmp(&b)))
+            .expect("at least one share");
+        share[i] = least;
+        load[least] += costs[i];
+    }
+    share
+}
+
+/// The cells of `cells` that `shard` runs (all of them without a shard).
+pub fn shard_cells(cells: Vec<Cell>, shard: Option<Shard>) -> Vec<Cell> {
+    let Some(shard) = shard else {
+        return cells;
+    };
+    let share = deal(&cells, shard.count);
+    (cells.into_iter().zip(share))
+        .filter(|(_, s)| *s == shard.index - 1)
+        .map(|(c, _)| c)
+        .collect()
+}
 
 /// The work left in a grid (or shard).
 #[derive(Clone, Debug, Default)]
@@ -88,6 +152,25 @@ impl Plan {
         steps.chain(deep).collect()
     }
 
+    /// `per_step` (measured by `calibrated.calibrate`, whose keys hold all of this plan's)
+    /// in the order of this plan's keys, as [`Plan::describe`] takes them.
+    pub fn rates_from(&self, calibrated: &Plan, per_step: &[f64]) -> Vec<f64> {
+        let at = |i: Option<usize>| i.and_then(|i| per_step.get(i)).copied().unwrap_or(0.0);
+        let steps = (self.steps.keys()).map(|k| at(calibrated.steps.keys().position(|c| c == k)));
+        let deep = self.deep_images.keys().map(|k| {
+            let i = calibrated.deep_images.keys().position(|c| c == k);
+            at(i.map(|i| i + calibrated.steps.len()))
+        });
+        steps.chain(deep).collect()
+    }
+
+    /// Estimated wall seconds with `jobs` cells at once, at `per_step` (this plan's order).
+    pub fn seconds(&self, per_step: &[f64], jobs: usize) -> f64 {
+        let rates = self.steps.values().chain(self.deep_images.values());
+        let training: f64 = rates.zip(per_step).map(|(&n, &s)| n as f64 * s).sum();
+        training * (1.0 + SCORING_OVERHEAD) / jobs.max(1) as f64
+    }
+
     /// The lines printed before a run (and by `--dry-run`): what is left and how long it
     /// will take, with `per_step` from `calibrate` and `jobs` cells at once (each calibrated
     /// on the threads it will have).
@@ -151,7 +234,7 @@ impl Plan {
     }
 }
 
-fn duration(seconds: f64) -> String {
+pub fn duration(seconds: f64) -> String {
     if seconds < 90.0 {
         format!("{seconds:.0} s")
     } else if seconds < 5400.0 {
@@ -272,5 +355,53 @@ mod tests {
         let two = plan.describe(&[0.06, 0.4], "t", 2);
         assert!(two[3].contains("estimate: 35 s"), "{two:?}");
         assert!(two[3].contains("2 cells at a time"), "{two:?}");
+    }
+
+    /// Shards get cells by cost, not by count: the paper-sized CIFAR-10 cells spread out
+    /// and every share ends near the mean; every cell goes to exactly one share, the same
+    /// on every call.
+    #[test]
+    fn shards_are_dealt_by_cost() {
+        let text = PROFILE.replace("classes = [0]", "classes = [0, 1, 2, 3, 4, 5]");
+        let p = Profile::parse(&text, Path::new("t.toml")).unwrap();
+        let cells = p.cells(&[]);
+        let costs: Vec<f64> = cells.iter().map(cell_cost).collect();
+        // CIFAR-10's 3 epochs cost more than MNIST's 2 (steps of the same batch cost 2.6 x).
+        assert!(costs[3] > costs[0], "{costs:?}");
+        for n in [2, 3, 4] {
+            let share = deal(&cells, n);
+            assert_eq!(share, deal(&cells, n));
+            let mut load = vec![0.0; n];
+            for (c, s) in costs.iter().zip(&share) {
+                load[*s] += c;
+            }
+            let lo = load.iter().cloned().fold(f64::MAX, f64::min);
+            let hi = load.iter().cloned().fold(0.0, f64::max);
+            let biggest = costs.iter().cloned().fold(0.0, f64::max);
+            assert!(hi - lo <= biggest + 1e-9, "{n}: {load:?}");
+            let taken: usize = (1..=n)
+                .map(|k| shard_cells(cells.clone(), Some(Shard { index: k, count: n })).len())
+                .sum();
+            assert_eq!(taken, cells.len());
+        }
+    }
+
+    /// Issue 31: the paper profile over 8 machines, each share's estimate within 25 % of
+    /// the others (by count, the last shares got the unseen test's and Fig 5's long cells).
+    #[test]
+    fn the_paper_grid_deals_into_even_shares() {
+        let p = Profile::resolve("paper").unwrap();
+        let cells = p.cells(&[]);
+        let costs: Vec<f64> = cells.iter().map(cell_cost).collect();
+        for n in [4, 8, 16] {
+            let share = deal(&cells, n);
+            let mut load = vec![0.0; n];
+            for (c, s) in costs.iter().zip(&share) {
+                load[*s] += c;
+            }
+            let lo = load.iter().cloned().fold(f64::MAX, f64::min);
+            let hi = load.iter().cloned().fold(0.0, f64::max);
+            assert!(hi <= 1.25 * lo, "{n} shares: {load:?}");
+        }
     }
 }

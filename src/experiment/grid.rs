@@ -3,13 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use super::cost::Plan;
+use super::archive;
+use super::cost::{self, Plan};
 use super::meta::{machine_description, RunMeta};
 use super::profile::{Cell, Shard, StageId, ValidProfile, BUILTIN};
 use super::runner::{run_profile, RunOptions, RunSummary};
 use super::select::select;
-use super::store::Reuse;
-use super::store::{read_records, ResultStore};
+use super::store::{read_records, Record, ResultStore, Reuse};
 use super::ExperimentError;
 use crate::build_info::Build;
 use crate::data::ensure::ensure;
@@ -39,6 +39,9 @@ pub struct GridRequest {
     pub reuse: Reuse,
     pub data_dir: PathBuf,
     pub mirror: Option<String>,
+    /// A report (or results) folder whose records seed the results folder first
+    /// (`--resume-from`), so a grid continues where another machine or day left it.
+    pub resume_from: Option<PathBuf>,
 }
 
 /// `<root>/<profile name>`, unless the profile is a file named like a built-in profile:
@@ -112,7 +115,7 @@ pub fn run_grid(
     .clamp(1, cells.len().max(1));
     threads::init(jobs)?;
     // The folder's lock comes first: a second run is refused before it calibrates anything.
-    let store = if req.dry_run {
+    let mut store = if req.dry_run {
         None
     } else {
         Some(ResultStore::open(
@@ -120,7 +123,25 @@ pub fn run_grid(
             req.shard.map(|s| s.tag()).as_deref(),
         )?)
     };
-    print_plan(req, profile, &results, &cells, jobs)?;
+    let mut known = read_records(&results)?;
+    if let Some(from) = &req.resume_from {
+        match store.as_mut() {
+            Some(store) => {
+                let got = archive::import(from, store)?;
+                eprintln!(
+                    "resumed from {}: {} records added to {} ({} were there), {} runs",
+                    from.display(),
+                    got.records,
+                    results.display(),
+                    got.present,
+                    got.runs
+                );
+                known = store.records().to_vec();
+            }
+            None => known.extend(archive::records_of(from)?),
+        }
+    }
+    print_plan(req, profile, &known, &results, &cells, jobs)?;
     let Some(mut store) = store else {
         return Ok(None);
     };
@@ -205,28 +226,62 @@ pub fn run_grid(
     Ok(Some((summary, results)))
 }
 
-/// The cells and networks left (of this shard) and the wall time they will take here.
+/// The cells and networks left (of this shard) and the wall time they will take here; with
+/// `--shard K/N`, every shard's estimate too (an array job's shares should end together).
 fn print_plan(
     req: &GridRequest,
     profile: &ValidProfile,
+    known: &[Record],
     results: &Path,
     cells: &[Cell],
     jobs: usize,
 ) -> Result<(), ExperimentError> {
-    let mine: Vec<_> = cells
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| req.shard.is_none_or(|s| s.takes(*i)))
-        .map(|(_, c)| c.clone())
-        .collect();
-    let counted = select(&read_records(results)?, profile)?.counted;
-    let plan = Plan::new(&mine, &counted, |c| {
-        let dir = results.join("encoders").join(c.id());
-        dir.join(CONFIG_FILE).is_file() || dir.join(deep_sad::CONFIG_FILE).is_file()
-    })?;
-    let per_step = plan.calibrate(&parse_device(&req.device)?)?;
-    for line in plan.describe(&per_step, &req.profile_arg, jobs) {
+    let counted = select(known, profile)?.counted;
+    let plan_of = |cells: &[Cell]| {
+        Plan::new(cells, &counted, |c| {
+            let dir = results.join("encoders").join(c.id());
+            dir.join(CONFIG_FILE).is_file() || dir.join(deep_sad::CONFIG_FILE).is_file()
+        })
+    };
+    let all = plan_of(cells)?;
+    let per_step = all.calibrate(&parse_device(&req.device)?)?;
+    let Some(shard) = req.shard else {
+        for line in all.describe(&per_step, &req.profile_arg, jobs) {
+            eprintln!("{line}");
+        }
+        return Ok(());
+    };
+    let share = cost::deal(cells, shard.count);
+    let of_share = |k: usize| -> Vec<Cell> {
+        (cells.iter().zip(&share))
+            .filter(|(_, s)| **s == k)
+            .map(|(c, _)| c.clone())
+            .collect()
+    };
+    let mine = plan_of(&of_share(shard.index - 1))?;
+    for line in mine.describe(&mine.rates_from(&all, &per_step), &req.profile_arg, jobs) {
         eprintln!("{line}");
+    }
+    eprintln!(
+        "shards (cells dealt by estimated cost; wall time left here, {jobs} cell(s) at a time):"
+    );
+    for k in 0..shard.count {
+        let plan = plan_of(&of_share(k))?;
+        let seconds = plan.seconds(&plan.rates_from(&all, &per_step), jobs);
+        eprintln!(
+            "  shard {}/{}: {} cells ({} left), {} training steps, {}{}",
+            k + 1,
+            shard.count,
+            plan.cells,
+            plan.cells - plan.done,
+            plan.steps.values().sum::<u64>(),
+            cost::duration(seconds),
+            if k + 1 == shard.index {
+                " <- this one"
+            } else {
+                ""
+            }
+        );
     }
     Ok(())
 }

@@ -44,15 +44,22 @@ impl RunMeta {
     pub fn save(&self, results: &Path) -> Result<PathBuf, ExperimentError> {
         let dir = results.join("runs");
         std::fs::create_dir_all(&dir).map_err(|e| ExperimentError::io(&dir, e))?;
-        let tag = self.shard.as_deref().unwrap_or("all").replace('/', "-of-");
-        let path = dir.join(format!("{}-{tag}-{}.json", self.started_unix, self.pid));
+        let path = dir.join(self.file_name());
         let json = serde_json::to_vec_pretty(self).expect("run meta serialises");
         write_atomic(&path, &json)?;
         Ok(path)
     }
 
-    /// Every run of a results folder, oldest first (unreadable files are skipped with a
-    /// warning: they describe runs, not results).
+    /// `<started>-<shard>-<pid>.json`: the same run keeps its name in every folder it is
+    /// copied to.
+    pub fn file_name(&self) -> String {
+        let tag = self.shard.as_deref().unwrap_or("all").replace('/', "-of-");
+        format!("{}-{tag}-{}.json", self.started_unix, self.pid)
+    }
+
+    /// Every run of a results folder (`runs/*.json`) or of a report (`runs.jsonl.gz`, see
+    /// `super::archive`), in file-name order, oldest first; a run in both counts once.
+    /// Unreadable entries are skipped with a warning: they describe runs, not results.
     pub fn read_all(results: &Path) -> Vec<RunMeta> {
         let dir = results.join("runs");
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -63,18 +70,34 @@ impl RunMeta {
             })
             .unwrap_or_default();
         paths.sort();
-        paths
+        let warn = |what: String| eprintln!("warning: {what} is not a run description; ignored");
+        let mut runs: Vec<RunMeta> = paths
             .into_iter()
             .filter_map(|p| {
                 let parsed = std::fs::read_to_string(&p)
                     .ok()
                     .and_then(|t| serde_json::from_str(&t).ok());
                 if parsed.is_none() {
-                    eprintln!("warning: {} is not a run description; ignored", p.display());
+                    warn(p.display().to_string());
                 }
                 parsed
             })
-            .collect()
+            .collect();
+        let carried = results.join(super::archive::RUNS);
+        if carried.is_file() {
+            let text = super::store::read_text(&carried).unwrap_or_default();
+            for (i, line) in text.lines().enumerate() {
+                match serde_json::from_str::<RunMeta>(line) {
+                    Ok(run) if !runs.iter().any(|r| r.file_name() == run.file_name()) => {
+                        runs.push(run)
+                    }
+                    Ok(_) => {}
+                    Err(_) => warn(format!("{} line {}", carried.display(), i + 1)),
+                }
+            }
+            runs.sort_by_key(RunMeta::file_name);
+        }
+        runs
     }
 }
 

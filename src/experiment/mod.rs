@@ -2,6 +2,7 @@
 //! reduces, detects and scores each cell and appends the results to a resumable store that
 //! the `report` module reads.
 
+pub mod archive;
 mod artifacts;
 mod cell;
 pub mod cost;

@@ -66,13 +66,10 @@ pub fn run_profile(
     let start = Instant::now();
     let store_dir = store.dir().to_path_buf();
     let store_dir = store_dir.as_path();
-    let cells: Vec<Cell> = profile
-        .cells_of(&options.only, &options.seeds)
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| options.shard.is_none_or(|s| s.takes(*i)))
-        .map(|(_, c)| c)
-        .collect();
+    let cells: Vec<Cell> = super::cost::shard_cells(
+        profile.cells_of(&options.only, &options.seeds),
+        options.shard,
+    );
     let summary = RunSummary {
         cells: cells.len(),
         ..RunSummary::default()

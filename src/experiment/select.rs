@@ -168,6 +168,9 @@ pub struct Selection {
     pub counted: Vec<Record>,
     /// Cell id -> the stages of the current profile that cell belongs to.
     pub stages: HashMap<String, Vec<StageId>>,
+    /// Cell id -> its task and setting (`Cell::task_id`, `Cell::setting`): cells of one
+    /// task pair up in comparisons.
+    pub tasks: HashMap<String, (String, String)>,
     pub ignored: BTreeMap<Ignored, usize>,
 }
 
@@ -211,12 +214,14 @@ fn select_where(
 ) -> Result<Selection, ExperimentError> {
     let mut expected: HashMap<(String, ReducerKind, DetectorKind), String> = HashMap::new();
     let mut stages = HashMap::new();
+    let mut tasks = HashMap::new();
     for cell in profile.cells(&[]) {
         for &(r, d) in &cell.methods {
             let (reducer, detector) = method_settings(&cell, r, d)?;
             let (config, _) = record_config(&cell, &reducer, &detector, None);
             expected.insert((cell.id(), r, d), canonical_json(&config));
         }
+        tasks.insert(cell.id(), (cell.task_id(), cell.setting()));
         stages.insert(cell.id(), cell.stages.clone());
     }
     let mut ignored: BTreeMap<Ignored, usize> = BTreeMap::new();
@@ -266,6 +271,7 @@ fn select_where(
     Ok(Selection {
         counted,
         stages,
+        tasks,
         ignored,
     })
 }

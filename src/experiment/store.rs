@@ -1,7 +1,8 @@
 //! The results store: one JSON line per (cell, reducer, detector), appended and synced as it
 //! finishes, so an interrupted run loses at most the cell in flight. Shards write their own
 //! `records-K-of-N.jsonl`; readers merge every `records*.jsonl` in the folder (polars reads
-//! them too: `pl.read_ndjson`).
+//! them too: `pl.read_ndjson`), and `records*.jsonl.gz`, the copy a report carries
+//! (`super::archive`).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -258,6 +259,28 @@ impl ResultStore {
         Ok(())
     }
 
+    /// Appends, in one write and one sync, the records this store lacks (same cell, method,
+    /// config hash and build): a committed report's or another machine's. Returns how many.
+    pub fn import(&mut self, records: &[Record]) -> Result<usize, ExperimentError> {
+        let mut text = String::new();
+        let mut added = 0;
+        for r in records {
+            let at = (record_key(r), r.config_hash.clone());
+            if self.done.get(&at).is_some_and(|b| b.contains(&r.build)) {
+                continue;
+            }
+            text.push_str(&serde_json::to_string(r).expect("records serialise"));
+            text.push('\n');
+            self.done.entry(at).or_default().push(r.build.clone());
+            self.records.push(r.clone());
+            added += 1;
+        }
+        if added > 0 {
+            append_text(&self.file, &text)?;
+        }
+        Ok(added)
+    }
+
     /// Notes a cell that could not run.
     pub fn append_failure(&mut self, failure: &Failure) -> Result<(), ExperimentError> {
         append_line(&self.failures, failure)
@@ -268,6 +291,11 @@ impl ResultStore {
 fn append_line(path: &Path, value: &impl Serialize) -> Result<(), ExperimentError> {
     let mut line = serde_json::to_string(value).expect("records serialise");
     line.push('\n');
+    append_text(path, &line)
+}
+
+/// Whole lines, written with a single write and synced.
+fn append_text(path: &Path, line: &str) -> Result<(), ExperimentError> {
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
@@ -317,28 +345,47 @@ fn lock(path: &Path, exclusive: bool) -> Result<File, ExperimentError> {
 pub fn read_failures(dir: &Path) -> Vec<Failure> {
     let mut out = Vec::new();
     for path in jsonl_files(dir, "failures") {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = read_text(&path).unwrap_or_default();
         out.extend(text.lines().filter_map(|l| serde_json::from_str(l).ok()));
     }
     out.sort_by_key(|f: &Failure| f.written_unix);
     out
 }
 
-/// `<prefix>*.jsonl` in `dir`, sorted by name.
+/// `<prefix>*.jsonl` and `<prefix>*.jsonl.gz` in `dir`, sorted by name.
 fn jsonl_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                        n.starts_with(prefix) && (n.ends_with(".jsonl") || n.ends_with(".jsonl.gz"))
+                    })
                 })
                 .collect()
         })
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// A JSONL file's text, decompressed when its name ends in `.gz`.
+pub(crate) fn read_text(path: &Path) -> Result<String, ExperimentError> {
+    let bytes = std::fs::read(path).map_err(|e| ExperimentError::io(path, e))?;
+    let bytes = if path.extension().is_some_and(|x| x == "gz") {
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+            .map_err(|e| ExperimentError::io(path, e))?;
+        out
+    } else {
+        bytes
+    };
+    String::from_utf8(bytes).map_err(|e| {
+        ExperimentError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        )
+    })
 }
 
 /// Cuts a record torn by a kill off the end of this run's own file, so the next append
@@ -366,7 +413,8 @@ fn key(cell: &str, reducer: ReducerKind, detector: DetectorKind) -> String {
     format!("{cell}/{}/{}", reducer.as_str(), detector.as_str())
 }
 
-fn record_key(r: &Record) -> String {
+/// "cell/reducer/detector": what a record is a result of.
+pub(crate) fn record_key(r: &Record) -> String {
     key(&r.cell, r.reducer, r.detector)
 }
 
@@ -385,7 +433,7 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
     let mut seen: HashMap<(String, String), usize> = HashMap::new();
     let mut out: Vec<Record> = Vec::new();
     for path in files {
-        let text = std::fs::read_to_string(&path).map_err(|e| ExperimentError::io(&path, e))?;
+        let text = read_text(&path)?;
         let complete = text.ends_with('\n');
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
@@ -428,10 +476,11 @@ pub fn read_records(dir: &Path) -> Result<Vec<Record>, ExperimentError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn record(cell: &str, auc: f64) -> Record {
+    /// A record of `cell` (EIDN's own score on MNIST) with this AUC and AP, for store tests.
+    pub(crate) fn record(cell: &str, auc: f64) -> Record {
         let config = serde_json::json!({"cell": cell});
         Record {
             cell: cell.into(),

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use polars::prelude::*;
 
+use crate::detect::DetectorKind;
 use crate::reduce::ReducerKind;
 
 use crate::experiment::{write_atomic, write_csv, ExperimentError, Record, Selection, StageId};
@@ -61,6 +62,30 @@ pub fn records_frame(records: &[Record], selection: &Selection) -> PolarsResult<
     };
     let mut columns = vec![
         Column::new("cell".into(), s(|x| x.cell.clone())),
+        Column::new(
+            "task".into(),
+            r.iter()
+                .map(|x| {
+                    selection
+                        .tasks
+                        .get(&x.cell)
+                        .map_or(&x.cell, |t| &t.0)
+                        .clone()
+                })
+                .collect::<Vec<String>>(),
+        ),
+        Column::new(
+            "setting".into(),
+            r.iter()
+                .map(|x| {
+                    selection
+                        .tasks
+                        .get(&x.cell)
+                        .map_or("", |t| &t.1)
+                        .to_string()
+                })
+                .collect::<Vec<String>>(),
+        ),
         Column::new("config_hash".into(), s(|x| x.config_hash.clone())),
         Column::new("dataset".into(), s(|x| x.dataset.to_string())),
         Column::new("protocol".into(), s(|x| x.protocol.clone())),
@@ -141,9 +166,14 @@ pub fn is_own_score(df: &DataFrame, reducer: ReducerKind) -> PolarsResult<Boolea
 /// (no labels), the distance from the origin for everything else (EIDN's and logistic
 /// regression's embeddings are built for it).
 pub fn own_detector(reducer: ReducerKind) -> &'static str {
+    own_detector_kind(reducer).as_str()
+}
+
+/// [`own_detector`] as a detector.
+pub fn own_detector_kind(reducer: ReducerKind) -> DetectorKind {
     match reducer {
-        ReducerKind::Pretrained => "knn",
-        _ => "origin_distance",
+        ReducerKind::Pretrained => DetectorKind::Knn,
+        _ => DetectorKind::OriginDistance,
     }
 }
 

@@ -7,6 +7,7 @@
 //! `tables` (Tables 1-3), `figures` (Figs 5 and 7), `unseen` (the unseen test and Fig 6),
 //! `plot` (the charts), `thresholds` and `golden` (CI's regression guard).
 
+mod compare;
 mod coverage;
 mod deep_sad;
 mod few_shot;
@@ -14,6 +15,7 @@ mod figures;
 pub mod frame;
 mod golden;
 mod header;
+mod paired;
 mod plot;
 mod published;
 mod tables;
@@ -25,17 +27,20 @@ use std::path::{Path, PathBuf};
 use comfy_table::{presets, Table};
 use polars::prelude::{BooleanChunked, DataFrame};
 
+pub use compare::{parse_pair, Method};
 pub use coverage::StageCoverage;
 pub use frame::{records_frame, Stat};
 pub use golden::{today, CpuFamily, Golden, GoldenCell, GoldenCheck};
+pub use paired::{wilcoxon, Paired};
 pub use published::{Published, PublishedRow, PublishedTable};
 pub use thresholds::{ThresholdCell, Thresholds};
 pub use unseen::Fig6;
 
 use crate::build_info::{numerics_of, Build};
 use crate::data::DatasetName;
+use crate::experiment::archive::{self, Carried, ReportSpec};
 use crate::experiment::{
-    read_failures, read_records, select, write_atomic, ExperimentError, Failure, RunMeta,
+    read_failures, read_records, select, write_atomic, ExperimentError, Failure, Record, RunMeta,
     Selection, StageId, ValidProfile,
 };
 use crate::reduce::ReducerKind;
@@ -44,6 +49,13 @@ use frame::{is, is_own_score, polars_error, ratio_is, stage_column};
 /// Everything a report shows, gathered from one results folder.
 pub struct Report {
     pub results: PathBuf,
+    /// Every record of the results folder, as read: the report carries them
+    /// (`experiment::archive`).
+    pub records: Vec<Record>,
+    /// Whether records of different numerics versions were averaged (`--mix-builds`).
+    pub mix_builds: bool,
+    /// Pairs of methods compared besides the default ones (`--compare`).
+    pub compare: Vec<(Method, Method)>,
     /// The records that count (see `experiment::select`), one row each.
     pub frame: DataFrame,
     pub selection: Selection,
@@ -82,8 +94,7 @@ pub fn current_profile(
 
 /// The file that marks a folder as one eidn writes reports into.
 pub const MARKER: &str = ".eidn-report";
-const MARKER_TEXT: &str =
-    "eidn writes its reports here (README.md, results.csv, results.parquet, charts)\n";
+const MARKER_TEXT: &str = "eidn writes its reports here (README.md, results.csv, results.parquet, charts, and the records they came from)\n";
 
 /// Whether a report may go into `out`: a new or empty folder, or one eidn made (it holds
 /// [`MARKER`]); any other folder holds the user's files (a `README.md`, a `results.csv`)
@@ -109,6 +120,8 @@ impl Report {
     /// the newest run's profile).
     ///
     /// Records of builds with different numerics versions are refused unless `mix_builds`.
+    /// A report folder (it carries its records) counts them as it did when written, unless
+    /// `profile` says otherwise.
     pub fn build(
         results: &Path,
         profile: Option<ValidProfile>,
@@ -131,7 +144,21 @@ impl Report {
                 results.display()
             )));
         }
-        let profile = current_profile(results, &runs, profile)?;
+        let carried = archive::read_spec(results)?;
+        let mix_builds = mix_builds || carried.as_ref().is_some_and(|s| s.mix_builds);
+        let compare = (carried.iter().flat_map(|s| &s.compare))
+            .map(|pair| {
+                parse_pair(pair).map_err(|e| ExperimentError::Profile {
+                    path: results.join(archive::REPORT),
+                    message: e,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let profile = match (profile, carried) {
+            (Some(p), _) => p,
+            (None, Some(spec)) => spec.profile.check(&results.join(archive::REPORT))?,
+            (None, None) => current_profile(results, &runs, None)?,
+        };
         let selection = select(&records, &profile)?;
         let numerics: std::collections::BTreeSet<u32> = (selection.counted.iter())
             .map(|r| numerics_of(r.build.as_ref()))
@@ -156,6 +183,9 @@ impl Report {
             .collect();
         Ok(Report {
             results: results.to_path_buf(),
+            records,
+            mix_builds,
+            compare,
             coverage: coverage::coverage(&profile, &frame),
             frame,
             selection,
@@ -168,10 +198,30 @@ impl Report {
     }
 
     /// Writes `README.md`, the PNG charts, `results.csv` and `results.parquet` into `out`,
-    /// and the marker that makes it a folder eidn writes reports into ([`check_out`]).
+    /// the records, runs and profile they came from (so that `out` can be re-rendered,
+    /// resumed and merged: `experiment::archive`), and the marker that makes it a folder eidn
+    /// writes reports into ([`check_out`]).
     pub fn write(&self, out: &Path) -> Result<(), ExperimentError> {
         std::fs::create_dir_all(out).map_err(|e| ExperimentError::io(out, e))?;
         write_atomic(&out.join(MARKER), MARKER_TEXT.as_bytes())?;
+        let spec = ReportSpec {
+            profile: (*self.profile).clone(),
+            mix_builds: self.mix_builds,
+            compare: (self.compare.iter())
+                .map(|(a, b)| format!("{}:{}", a.spec(), b.spec()))
+                .collect(),
+        };
+        let failures = read_failures(&self.results);
+        archive::write(
+            out,
+            &Carried {
+                records: &self.records,
+                runs: &self.runs,
+                failures: &failures,
+                spec: &spec,
+                artifacts: self.fig6.iter().map(|f| f.source.clone()).collect(),
+            },
+        )?;
         let mut md = String::new();
         self.header(&mut md);
         for t in self.shown_tables() {
@@ -185,6 +235,7 @@ impl Report {
             self.unseen(&mut md, out)?;
             self.fig7(&mut md, out)?;
         }
+        self.comparisons(&mut md)?;
         write_atomic(&out.join("README.md"), md.as_bytes())?;
         frame::write_results(&self.frame, out)
     }

@@ -19,7 +19,7 @@ use crate::reduce::ReducerKind;
 use crate::report::PublishedTable;
 
 /// One published table with ours beside it.
-struct Joined {
+pub(super) struct Joined {
     /// The published rows in the paper's order, with `mean`, `std`, `n` (seeds) of ours
     /// (null where a class has no record).
     rows: DataFrame,
@@ -32,7 +32,7 @@ struct Joined {
 }
 
 impl Joined {
-    fn ours(&self, i: usize) -> PolarsResult<Option<Stat>> {
+    pub(super) fn ours(&self, i: usize) -> PolarsResult<Option<Stat>> {
         let mean = self.rows.column("mean")?.f64()?.get(i);
         Ok(mean.map(|mean| Stat {
             mean,
@@ -61,7 +61,7 @@ impl Joined {
 }
 
 impl Report {
-    fn join_published(
+    pub(super) fn join_published(
         &self,
         t: &PublishedTable,
         reducer: ReducerKind,

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use eidn::data::DatasetName;
 use eidn::experiment::{Shard, StageId};
+use eidn::report::{parse_pair, Method};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +57,9 @@ pub enum Command {
     Report(ReportArgs),
     /// Run a profile and fail, naming each cell, when a mean AUC is below its threshold.
     Regress(RegressArgs),
+    /// Merge results or report folders (several machines', several shards') into one results
+    /// folder, refusing results that disagree; then `eidn report --results` it.
+    Merge(MergeArgs),
     /// Choose the EIDN+ recipe of a dataset by validation on its training pools (the test
     /// split is never read); exits 1 when the choice differs from configs/eidn_plus.toml.
     SelectRecipe(SelectRecipeArgs),
@@ -143,6 +147,10 @@ pub struct ReproduceArgs {
     /// Report folder (default: reports/<profile name>).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Seed the results folder with the records of a committed report (or of another results
+    /// folder) first, so the grid continues where that run stopped.
+    #[arg(long, value_name = "DIR")]
+    pub resume_from: Option<PathBuf>,
     /// Write the report into a folder eidn did not make (its README.md and results files are
     /// replaced).
     #[arg(long)]
@@ -150,8 +158,19 @@ pub struct ReproduceArgs {
 }
 
 #[derive(Args)]
+pub struct MergeArgs {
+    /// The results or report folders to merge.
+    #[arg(required = true, value_name = "DIR")]
+    pub sources: Vec<PathBuf>,
+    /// The results folder they go into (created if missing; its own records stay).
+    #[arg(long, value_name = "DIR")]
+    pub into: PathBuf,
+}
+
+#[derive(Args)]
 pub struct ReportArgs {
-    /// A results folder written by `eidn reproduce`.
+    /// A results folder written by `eidn reproduce`, or a report folder (it carries its
+    /// records: the report is rendered again from them).
     #[arg(long, value_name = "DIR")]
     pub results: PathBuf,
     #[arg(long, value_name = "DIR")]
@@ -163,6 +182,10 @@ pub struct ReportArgs {
     /// arithmetic differs); each table still names its builds.
     #[arg(long)]
     pub mix_builds: bool,
+    /// Also compare method A with method B on their common tasks (paired differences,
+    /// bootstrap interval, Wilcoxon test), e.g. `eidn:pca/isolation_forest`; repeatable.
+    #[arg(long, value_name = "A:B", value_parser = parse_pair)]
+    pub compare: Vec<(Method, Method)>,
     /// Write the report into a folder eidn did not make (its README.md and results files are
     /// replaced).
     #[arg(long)]

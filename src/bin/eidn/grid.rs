@@ -8,9 +8,11 @@ use anyhow::{bail, Context, Result};
 use eidn::build_info::{Build, NUMERICS};
 use eidn::experiment::grid::{default_folder, run_grid, GridRequest};
 use eidn::experiment::{read_records, select_from_build, Profile, Record, Reuse, ValidProfile};
-use eidn::report::{check_out, records_frame, today, CpuFamily, Golden, Report, Thresholds};
+use eidn::report::{
+    check_out, records_frame, today, CpuFamily, Golden, Method, Report, Thresholds,
+};
 
-use crate::cli::{GridArgs, RegressArgs, ReportArgs, ReproduceArgs};
+use crate::cli::{GridArgs, MergeArgs, RegressArgs, ReportArgs, ReproduceArgs};
 use crate::CHECK_FAILED;
 
 fn request(args: &GridArgs, data_dir: &Path, mirror: Option<&str>, reuse: Reuse) -> GridRequest {
@@ -27,6 +29,7 @@ fn request(args: &GridArgs, data_dir: &Path, mirror: Option<&str>, reuse: Reuse)
         data_dir: data_dir.to_path_buf(),
         mirror: mirror.map(str::to_string),
         reuse,
+        resume_from: None,
     }
 }
 
@@ -41,11 +44,14 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
         check_out(&out, args.force)?;
         check_writable(&out)?;
     }
-    let req = request(&args.grid, data_dir, mirror, Reuse::SameNumerics);
+    let req = GridRequest {
+        resume_from: args.resume_from.clone(),
+        ..request(&args.grid, data_dir, mirror, Reuse::SameNumerics)
+    };
     let Some((summary, results)) = run_grid(&req, &profile)? else {
         return Ok(ExitCode::SUCCESS);
     };
-    write_report(&results, &out, Some(profile), false)?;
+    write_report(&results, &out, Some(profile), false, &[])?;
     if summary.failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
@@ -62,7 +68,26 @@ pub fn reproduce(args: &ReproduceArgs, data_dir: &Path, mirror: Option<&str>) ->
 pub fn report(args: &ReportArgs) -> Result<ExitCode> {
     check_out(&args.out, args.force)?;
     let profile = args.profile.as_deref().map(Profile::resolve).transpose()?;
-    write_report(&args.results, &args.out, profile, args.mix_builds)?;
+    write_report(
+        &args.results,
+        &args.out,
+        profile,
+        args.mix_builds,
+        &args.compare,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
+    let got = eidn::experiment::archive::merge(&args.sources, &args.into)?;
+    out!(
+        "merged {} folder(s) into {}: {} records added ({} were there), {} runs",
+        args.sources.len(),
+        args.into.display(),
+        got.records,
+        got.present,
+        got.runs
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -194,8 +219,14 @@ fn write_report(
     out: &Path,
     profile: Option<ValidProfile>,
     mix_builds: bool,
+    compare: &[(Method, Method)],
 ) -> Result<()> {
-    let report = Report::build(results, profile, mix_builds)?;
+    let mut report = Report::build(results, profile, mix_builds)?;
+    for pair in compare {
+        if !report.compare.contains(pair) {
+            report.compare.push(*pair);
+        }
+    }
     report.write(out)?;
     for line in report.selection.ignored_lines() {
         eprintln!("report: {line}");

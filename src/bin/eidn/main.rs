@@ -83,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SelectRecipe(args) => train::select_recipe(&args, &data_dir, mirror),
         Command::Reproduce(args) => grid::reproduce(&args, &data_dir, mirror),
         Command::Report(args) => grid::report(&args),
+        Command::Merge(args) => grid::merge(&args),
         Command::Regress(args) => grid::regress(&args, &data_dir, mirror),
         Command::Score(args) => score::score(&args, &data_dir, mirror),
     }

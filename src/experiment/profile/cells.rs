@@ -48,19 +48,38 @@ enum Training {
 }
 
 impl Cell {
-    /// Folder-safe name that spells out every setting that changes the trained network
-    /// (protocol and training), so two cells share an id only when they would train the
-    /// same encoder.
-    pub fn id(&self) -> String {
+    /// The task a cell's methods are compared on: its data split (dataset, normal classes,
+    /// ratio, seed, pollution, seen and test classes) without the training settings, so two
+    /// stages that train differently on the same split pair up (`report::compare`).
+    pub fn task_id(&self) -> String {
         let p = &self.protocol;
-        let t = &self.train;
-        let ratio = if let Some(k) = p.shots {
+        let mut id = self.split_id();
+        if let Some(k) = &p.train_anomaly_classes {
+            id.push_str(&format!("-seen{}", join_classes(k)));
+        }
+        if let Some(k) = &p.test_anomaly_classes {
+            id.push_str(&format!("-test{}", join_classes(k)));
+        }
+        id
+    }
+
+    /// How many labelled anomalies the cell trains with, as its id spells it: `r<m / n>`,
+    /// `gl<gamma_l>` (Deep SAD's protocol) or `k<shots>` (few-shot).
+    pub fn setting(&self) -> String {
+        let p = &self.protocol;
+        if let Some(k) = p.shots {
             format!("k{k}")
         } else if p.deep_sad {
             format!("gl{}", (p.gamma_l() * 1e6).round() / 1e6)
         } else {
             format!("r{}", p.anomaly_ratio)
-        };
+        }
+    }
+
+    /// "<dataset>-c<classes>-<setting>-s<seed>[-p<pollution>]": how every id starts.
+    fn split_id(&self) -> String {
+        let p = &self.protocol;
+        let ratio = self.setting();
         let mut id = format!(
             "{}-c{}-{ratio}-s{}",
             p.dataset,
@@ -70,6 +89,16 @@ impl Cell {
         if p.pollution > 0.0 {
             id.push_str(&format!("-p{}", p.pollution));
         }
+        id
+    }
+
+    /// Folder-safe name that spells out every setting that changes the trained network
+    /// (protocol and training), so two cells share an id only when they would train the
+    /// same encoder.
+    pub fn id(&self) -> String {
+        let p = &self.protocol;
+        let t = &self.train;
+        let mut id = self.split_id();
         if let Some(deep) = &self.deep {
             if let Some(k) = &p.train_anomaly_classes {
                 id.push_str(&format!("-seen{}", join_classes(k)));

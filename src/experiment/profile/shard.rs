@@ -1,4 +1,5 @@
-//! `--shard K/N`: every N-th cell starting at the K-th.
+//! `--shard K/N`: the K-th of N shares of a grid's cells, dealt by estimated cost
+//! (`experiment::cost::deal`).
 
 use crate::experiment::ExperimentError;
 
@@ -18,10 +19,6 @@ impl Shard {
             return Err(bad());
         }
         Ok(Shard { index, count })
-    }
-
-    pub fn takes(&self, cell_index: usize) -> bool {
-        cell_index % self.count == self.index - 1
     }
 
     /// Suffix of this shard's records file.
