@@ -74,7 +74,7 @@ rerender-reports:
 report-fixture:
     rm -rf results/report-fixture tests/fixtures/report_small
     cargo run --release -- reproduce --profile tests/fixtures/small_grid.toml --results results/report-fixture --out tests/fixtures/report_small
-    cargo run --release -- report --results tests/fixtures/report_small --out tests/fixtures/report_small --compare eidn:pca/knn
+    cargo run --release -- report --results tests/fixtures/report_small --out tests/fixtures/report_small --compare eidn:pca/knn --compare eidn:lda/isolation_forest
 
 # Open a report's results.parquet in Python polars and pandas and check it against results.csv
 # (needs `pip install polars pandas pyarrow`).
@@ -110,3 +110,16 @@ refresh-golden:
 # The guard's teeth: a copy with the loss's targets swapped must fail `regress` (~5 min).
 guard-broken-loss:
     bash tests/regression/broken-loss.sh
+
+# Deep SAD's protocol on pretrained features (issue 30): kNN, LR, the DevNet / Deep SAD / EIDN
+# heads and the kNN / Mahalanobis + LR combinations on 10 pairs of MNIST and CIFAR-10 at
+# gamma_l .01 and .1 (~30 min on 2 cores with the feature caches cold), then the report with
+# the paired comparisons of each head against LR and kNN in reports/few_label/.
+reproduce-few-label *args:
+    cargo run --release -- reproduce --profile few_label {{args}}
+    cargo run --release -- report --results reports/few_label --out reports/few_label \
+        --compare head_devnet:pretrained_logreg --compare head_deep_sad:pretrained_logreg \
+        --compare head_eidn:pretrained_logreg --compare head_devnet:pretrained \
+        --compare head_deep_sad:pretrained --compare head_eidn:pretrained \
+        --compare pretrained_logreg:pretrained --compare pretrained_knn_logreg:pretrained_logreg \
+        --compare pretrained_knn_logreg:pretrained --compare pretrained_mahalanobis_logreg:pretrained_knn_logreg
