@@ -128,6 +128,20 @@ fn a_committed_report_merges_and_conflicting_results_are_refused() {
         std::fs::read(report.join("results.csv")).unwrap(),
         std::fs::read(fixture.join("results.csv")).unwrap()
     );
+    // Written over a report that compared extra pairs, the report keeps comparing them.
+    let copy = tmp.path().join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (name, bytes) in files(&fixture, &[]) {
+        std::fs::write(copy.join(name), bytes).unwrap();
+    }
+    let (code, _, err) = run(eidn()
+        .args(["report", "--profile", FIXTURE_PROFILE, "--results"])
+        .arg(&merged)
+        .arg("--out")
+        .arg(&copy));
+    assert_eq!(code, Some(0), "{err}");
+    let md = std::fs::read_to_string(copy.join("README.md")).unwrap();
+    assert!(md.contains("| EIDN | PCA + kNN |"), "{md}");
 
     // Another machine's copy with one AUC changed: refused, naming the record, nothing added.
     let bad = tmp.path().join("bad");

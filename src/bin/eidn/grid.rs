@@ -6,10 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use eidn::build_info::{Build, NUMERICS};
+use eidn::experiment::archive;
 use eidn::experiment::grid::{default_folder, run_grid, GridRequest};
 use eidn::experiment::{read_records, select_from_build, Profile, Record, Reuse, ValidProfile};
 use eidn::report::{
-    check_out, records_frame, today, CpuFamily, Golden, Method, Report, Thresholds,
+    check_out, parse_pair, records_frame, today, CpuFamily, Golden, Method, Report, Thresholds,
 };
 
 use crate::cli::{GridArgs, MergeArgs, RegressArgs, ReportArgs, ReproduceArgs};
@@ -222,7 +223,12 @@ fn write_report(
     compare: &[(Method, Method)],
 ) -> Result<()> {
     let mut report = Report::build(results, profile, mix_builds)?;
-    for pair in compare {
+    // A report written again keeps the pairs it compared before, then adds the new ones.
+    let kept = (archive::read_spec(out)?.into_iter().flat_map(|s| s.compare))
+        .map(|pair| parse_pair(&pair).map_err(anyhow::Error::msg))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("{}", out.join(archive::REPORT).display()))?;
+    for pair in kept.iter().chain(compare) {
         if !report.compare.contains(pair) {
             report.compare.push(*pair);
         }
