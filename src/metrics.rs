@@ -43,25 +43,47 @@ fn checked_order(scores: &[f64], labels: &[bool]) -> Result<(Vec<usize>, usize),
     Ok((order, positives))
 }
 
+/// Mid-ranks of `values` (1-based; equal values share the mean of their ranks), and the
+/// size of each group of equal values, smallest values first.
+pub fn mid_ranks(values: &[f64]) -> (Vec<f64>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    ranks_in_order(values, &order)
+}
+
+/// [`mid_ranks`], with `order` the indices of `values` in ascending order.
+fn ranks_in_order(values: &[f64], order: &[usize]) -> (Vec<f64>, Vec<usize>) {
+    let mut ranks = vec![0.0; values.len()];
+    let mut sizes = Vec::new();
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        sizes.push(j - i + 1);
+        i = j + 1;
+    }
+    (ranks, sizes)
+}
+
 /// Area under the ROC curve, exact with ties: the Mann-Whitney U statistic with mid-ranks,
 /// i.e. P(score of an anomaly > score of a normal sample) + 0.5 P(equal). `labels[i]` is
 /// true for an anomaly.
 pub fn roc_auc(scores: &[f64], labels: &[bool]) -> Result<f64, MetricsError> {
     let (order, positives) = checked_order(scores, labels)?;
     let negatives = labels.len() - positives;
-    // Sum of the (1-based, tie-averaged) ranks of the anomalies.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && scores[order[j + 1]] == scores[order[i]] {
-            j += 1;
-        }
-        let mid_rank = (i + j) as f64 / 2.0 + 1.0;
-        let tied_positives = order[i..=j].iter().filter(|&&k| labels[k]).count();
-        rank_sum += mid_rank * tied_positives as f64;
-        i = j + 1;
-    }
+    // Sum of the anomalies' mid-ranks: half-integers, so the sum is exact in any order.
+    let (ranks, _) = ranks_in_order(scores, &order);
+    let rank_sum: f64 = order
+        .iter()
+        .filter(|&&k| labels[k])
+        .map(|&k| ranks[k])
+        .sum();
     let p = positives as f64;
     Ok((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
 }
@@ -97,6 +119,13 @@ pub fn average_precision(scores: &[f64], labels: &[bool]) -> Result<f64, Metrics
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranks_average_over_ties() {
+        let (r, t) = mid_ranks(&[3.0, 1.0, 3.0, 2.0]);
+        assert_eq!(r, [3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(t, [1, 1, 2]);
+    }
 
     #[test]
     fn hand_worked_values() {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::meta::RunMeta;
 use super::profile::Profile;
-use super::store::{read_records, record_key, Failure, Record, ResultStore};
+use super::store::{files_named, read_records, record_key, Failure, Record, ResultStore};
 use super::{write_atomic, ExperimentError};
 
 pub const RECORDS: &str = "records.jsonl.gz";
@@ -212,19 +212,9 @@ fn import_runs(from: &Path, results: &Path) -> Result<usize, ExperimentError> {
 
 /// The files of `dir/artifacts/` a report shows (Fig 6's points), sorted.
 pub fn artifact_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(ARTIFACTS))
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name()
-                        .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("fig6-") && n.ends_with(".csv"))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
+    files_named(&dir.join(ARTIFACTS), |n| {
+        n.starts_with("fig6-") && n.ends_with(".csv")
+    })
 }
 
 /// Copies `files` into `dir/artifacts/` (skipping a file already there).

@@ -61,15 +61,7 @@ impl RunMeta {
     /// `super::archive`), in file-name order, oldest first; a run in both counts once.
     /// Unreadable entries are skipped with a warning: they describe runs, not results.
     pub fn read_all(results: &Path) -> Vec<RunMeta> {
-        let dir = results.join("runs");
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
+        let paths = super::store::files_named(&results.join("runs"), |n| n.ends_with(".json"));
         let warn = |what: String| eprintln!("warning: {what} is not a run description; ignored");
         let mut runs: Vec<RunMeta> = paths
             .into_iter()

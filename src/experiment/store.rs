@@ -354,14 +354,18 @@ pub fn read_failures(dir: &Path) -> Vec<Failure> {
 
 /// `<prefix>*.jsonl` and `<prefix>*.jsonl.gz` in `dir`, sorted by name.
 fn jsonl_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
+    files_named(dir, |n| {
+        n.starts_with(prefix) && (n.ends_with(".jsonl") || n.ends_with(".jsonl.gz"))
+    })
+}
+
+/// The files of `dir` whose name `wanted` accepts, sorted by name (none when `dir` is
+/// missing).
+pub(crate) fn files_named(dir: &Path, wanted: impl Fn(&str) -> bool) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
-                        n.starts_with(prefix) && (n.ends_with(".jsonl") || n.ends_with(".jsonl.gz"))
-                    })
-                })
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(&wanted))
                 .collect()
         })
         .unwrap_or_default();

@@ -79,7 +79,7 @@ pub fn wilcoxon(diffs: &[f64]) -> Option<f64> {
         return None;
     }
     let abs: Vec<f64> = nonzero.iter().map(|d| d.abs()).collect();
-    let (ranks, tie_sizes) = average_ranks(&abs);
+    let (ranks, tie_sizes) = crate::metrics::mid_ranks(&abs);
     let r_plus: f64 = (nonzero.iter().zip(&ranks))
         .filter(|(d, _)| **d > 0.0)
         .map(|(_, r)| r)
@@ -94,28 +94,6 @@ pub fn wilcoxon(diffs: &[f64]) -> Option<f64> {
         normal_p(m, r_plus, &tie_sizes)
     };
     Some(p.clamp(0.0, 1.0))
-}
-
-/// Average ranks (1-based) of `values`, and the size of each group of equal values.
-fn average_ranks(values: &[f64]) -> (Vec<f64>, Vec<usize>) {
-    let mut order: Vec<usize> = (0..values.len()).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; values.len()];
-    let mut sizes = Vec::new();
-    let mut i = 0;
-    while i < order.len() {
-        let mut j = i;
-        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
-            j += 1;
-        }
-        let rank = (i + j) as f64 / 2.0 + 1.0;
-        for &k in &order[i..=j] {
-            ranks[k] = rank;
-        }
-        sizes.push(j - i + 1);
-        i = j + 1;
-    }
-    (ranks, sizes)
 }
 
 /// 2 min(P(T >= floor r), P(T <= ceil r)) under the exact null distribution of the sum of
@@ -171,13 +149,6 @@ fn normal_p(m: usize, r_plus: f64, tie_sizes: &[usize]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranks_average_over_ties() {
-        let (r, t) = average_ranks(&[3.0, 1.0, 3.0, 2.0]);
-        assert_eq!(r, [3.5, 1.0, 3.5, 2.0]);
-        assert_eq!(t, [1, 1, 2]);
-    }
 
     /// By hand: 4 positive differences of distinct size: R+ = 10, the one pattern in 16 that
     /// reaches it; two-sided p = 2/16.
