@@ -123,25 +123,32 @@ pub fn run_grid(
             req.shard.map(|s| s.tag()).as_deref(),
         )?)
     };
-    let mut known = read_records(&results)?;
-    if let Some(from) = &req.resume_from {
-        match store.as_mut() {
-            Some(store) => {
-                let got = archive::import(from, store)?;
-                eprintln!(
-                    "resumed from {}: {} records added to {} ({} were there), {} runs",
-                    from.display(),
-                    got.records,
-                    results.display(),
-                    got.present,
-                    got.runs
-                );
-                known = store.records().to_vec();
-            }
-            None => known.extend(archive::records_of(from)?),
-        }
+    if let (Some(from), Some(store)) = (&req.resume_from, store.as_mut()) {
+        let got = archive::import(from, store)?;
+        eprintln!(
+            "resumed from {}: {} records added to {} ({} were there), {} runs",
+            from.display(),
+            got.records,
+            results.display(),
+            got.present,
+            got.runs
+        );
     }
-    print_plan(req, profile, &known, &results, &cells, jobs)?;
+    // What is done: the store's records (a dry run opens no store: read them, and a resumed
+    // report's, here).
+    let read;
+    let known: &[Record] = match &store {
+        Some(store) => store.records(),
+        None => {
+            let mut records = read_records(&results)?;
+            if let Some(from) = &req.resume_from {
+                records.extend(archive::records_of(from)?);
+            }
+            read = records;
+            &read
+        }
+    };
+    print_plan(req, profile, known, &results, &cells, jobs)?;
     let Some(mut store) = store else {
         return Ok(None);
     };

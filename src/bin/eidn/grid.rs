@@ -80,7 +80,7 @@ pub fn report(args: &ReportArgs) -> Result<ExitCode> {
 }
 
 pub fn merge(args: &MergeArgs) -> Result<ExitCode> {
-    let got = eidn::experiment::archive::merge(&args.sources, &args.into)?;
+    let got = archive::merge(&args.sources, &args.into)?;
     out!(
         "merged {} folder(s) into {}: {} records added ({} were there), {} runs",
         args.sources.len(),
