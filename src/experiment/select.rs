@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::profile::{Cell, StageId, ValidProfile};
 use super::store::{canonical_json, config_hash, Record, RECORD_VERSION};
 use super::ExperimentError;
-use crate::backbone::FeatureSpec;
 use crate::build_info::Build;
 use crate::data::DatasetName;
 use crate::detect::{Detector, DetectorKind};
@@ -54,18 +53,18 @@ pub fn method_settings(
         ReducerKind::DeepSad => ReducerSettings::DeepSad,
         ReducerKind::DeepSvdd => ReducerSettings::DeepSvdd,
         ReducerKind::Pretrained => ReducerSettings::Pretrained(
-            PretrainedParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+            PretrainedParams::new(cell.features.clone())
                 .components((detector == DetectorKind::Gmm).then_some(GMM_COMPONENTS))
                 .check()
                 .map_err(|e| bad(e.to_string()))?,
         ),
         ReducerKind::PretrainedLogreg => ReducerSettings::PretrainedLogreg(
-            LogisticParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+            LogisticParams::new(cell.features.clone())
                 .check()
                 .map_err(|e| bad(e.to_string()))?,
         ),
         ReducerKind::HeadDevnet | ReducerKind::HeadDeepSad | ReducerKind::HeadEidn => {
-            let features = FeatureSpec::for_dataset(cell.protocol.dataset);
+            let features = cell.features.clone();
             let kind = match reducer {
                 ReducerKind::HeadDevnet => HeadKind::Devnet,
                 ReducerKind::HeadDeepSad => HeadKind::DeepSad,
@@ -81,7 +80,7 @@ pub fn method_settings(
             }
         }
         ReducerKind::PretrainedKnnLogreg | ReducerKind::PretrainedMahalanobisLogreg => {
-            let logistic = LogisticParams::new(FeatureSpec::for_dataset(cell.protocol.dataset))
+            let logistic = LogisticParams::new(cell.features.clone())
                 .check()
                 .map_err(|e| bad(e.to_string()))?;
             let params = ComboParams::new(logistic);

@@ -94,6 +94,21 @@ fn default_pairs() -> Vec<(Method, Method)> {
         .collect()
 }
 
+/// "k5" before "k10": the settings' text before their number, then the number.
+fn setting_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let key = |s: &str| {
+        let at = s.find(|c: char| c.is_ascii_digit()).unwrap_or(s.len());
+        (s[..at].to_string(), s[at..].parse::<f64>().ok())
+    };
+    let ((pa, na), (pb, nb)) = (key(a), key(b));
+    pa.cmp(&pb)
+        .then_with(|| match (na, nb) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            _ => std::cmp::Ordering::Equal,
+        })
+        .then_with(|| a.cmp(b))
+}
+
 /// One compared pair in one setting.
 struct Row {
     dataset: String,
@@ -113,8 +128,15 @@ impl Report {
             .map_err(polars_error("comparison groups"))?;
         let col = |n| strs(&groups, n).map_err(polars_error("comparison groups"));
         let (datasets, protocols, settings) = (col("dataset")?, col("protocol")?, col("setting")?);
+        // Settings by their number ("k1, k5, k10"), not as strings ("k1, k10, k5").
+        let mut order: Vec<usize> = (0..groups.height()).collect();
+        order.sort_by(|&i, &j| {
+            (&datasets[i], &protocols[i])
+                .cmp(&(&datasets[j], &protocols[j]))
+                .then_with(|| setting_order(&settings[i], &settings[j]))
+        });
         let mut rows = Vec::new();
-        for i in 0..groups.height() {
+        for i in order {
             for &(a, b) in pairs {
                 let per_task = |m: Method| -> PolarsResult<DataFrame> {
                     let mask = &(&(&is(f, "dataset", &datasets[i])?
@@ -256,5 +278,17 @@ fn show_p(p: Option<f64>) -> String {
         None => "—".into(),
         Some(p) if p < 1e-4 => format!("{p:.1e}"),
         Some(p) => format!("{p:.4}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::setting_order;
+
+    #[test]
+    fn settings_sort_by_their_number() {
+        let mut s = vec!["k10", "k5", "gl0.1", "k1", "gl0.01", "", "seen2"];
+        s.sort_by(|a, b| setting_order(a, b));
+        assert_eq!(s, ["", "gl0.01", "gl0.1", "k1", "k5", "k10", "seen2"]);
     }
 }

@@ -375,7 +375,7 @@ impl Report {
                     .map(|(d, _, _)| format!(
                         "{} to {} px",
                         d.label(),
-                        crate::backbone::FeatureSpec::for_dataset(*d).size
+                        self.profile.features(*d).size
                     ))
                     .collect::<Vec<_>>()
                     .join(", "),

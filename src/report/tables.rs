@@ -195,7 +195,7 @@ impl Report {
                  class-balanced logistic regression (C = 1) on the normal and the same labelled \
                  anomalies EIDN gets, the honest stand-in for the paper's supervised CNN columns \
                  (trained there on balanced data). Seeds {:?} (they draw the labelled anomalies).\n",
-                crate::backbone::FeatureSpec::for_dataset(t.dataset).size,
+                self.profile.features(t.dataset).size,
                 p.seeds
             );
         }

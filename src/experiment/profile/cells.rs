@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::spec::{StageId, TrainSpec, ValidProfile};
+use crate::backbone::FeatureSpec;
 use crate::data::protocol::OneVsRest;
+use crate::data::DatasetName;
 use crate::detect::DetectorKind;
 use crate::experiment::recipe;
 use crate::model::deep_sad::{DeepSadParams, DeepSadTrain};
@@ -22,6 +24,8 @@ pub struct Cell {
     pub deep: Option<DeepSadCell>,
     pub methods: Vec<(ReducerKind, DetectorKind)>,
     pub stages: Vec<StageId>,
+    /// The pretrained features its feature-based methods read.
+    pub features: FeatureSpec,
 }
 
 /// A Deep SAD cell's network: its settings, and whether it sees the labelled anomalies.
@@ -144,6 +148,16 @@ fn join_classes(k: &[u8]) -> String {
 }
 
 impl ValidProfile {
+    /// The pretrained features of `dataset` in this profile: `backbone_size` when set, else
+    /// the dataset's default.
+    pub fn features(&self, dataset: DatasetName) -> FeatureSpec {
+        let spec = FeatureSpec::for_dataset(dataset);
+        FeatureSpec {
+            size: self.backbone_size.unwrap_or(spec.size),
+            ..spec
+        }
+    }
+
     /// Every cell of the stages whose id is in `only` (all when empty), in profile order;
     /// a cell named by several stages appears once, with the union of their methods.
     pub fn cells(&self, only: &[StageId]) -> Vec<Cell> {
@@ -276,6 +290,7 @@ impl ValidProfile {
                             deep: None,
                             methods: Vec::new(),
                             stages: Vec::new(),
+                            features: self.features(protocol.dataset),
                         },
                         Training::Deep(d) => Cell {
                             // Deep SVDD never sees labelled anomalies: one network serves
@@ -296,6 +311,7 @@ impl ValidProfile {
                             deep: Some(d.clone()),
                             methods: Vec::new(),
                             stages: Vec::new(),
+                            features: self.features(protocol.dataset),
                         },
                     };
                     let id = cell.id();

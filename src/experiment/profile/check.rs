@@ -79,6 +79,15 @@ impl Profile {
         if self.seeds.is_empty() {
             return bad("seeds is empty".into());
         }
+        if let Some(size) = self.backbone_size {
+            let spec = crate::backbone::FeatureSpec {
+                size,
+                ..crate::backbone::FeatureSpec::for_dataset(DatasetName::Mnist)
+            };
+            if let Err(e) = spec.validate() {
+                return bad(format!("backbone_size: {e}"));
+            }
+        }
         if self.stages.is_empty() {
             return bad("no [[stage]]".into());
         }

@@ -10,13 +10,17 @@ use crate::model::{Arch, Augment, EidnParams};
 use crate::reduce::ReducerKind;
 
 /// The profiles shipped in `configs/`, compiled in so the binary runs from any directory.
-pub const BUILTIN: [(&str, &str); 6] = [
+pub const BUILTIN: [(&str, &str); 7] = [
     ("paper", include_str!("../../../configs/paper.toml")),
     ("quick", include_str!("../../../configs/quick.toml")),
     ("ci", include_str!("../../../configs/ci.toml")),
     ("plus", include_str!("../../../configs/plus.toml")),
     ("deep_sad", include_str!("../../../configs/deep_sad.toml")),
     ("few_label", include_str!("../../../configs/few_label.toml")),
+    (
+        "few_label_224",
+        include_str!("../../../configs/few_label_224.toml"),
+    ),
 ];
 
 /// EIDN training settings of a stage (the paper's: 50 x 100 steps of 128 triplets).
@@ -282,6 +286,10 @@ pub struct Profile {
     /// Deep SAD / Deep SVDD training (the authors' settings unless given).
     #[serde(default)]
     pub deep_sad: DeepSadTrain,
+    /// The pretrained backbone's input side in pixels for every dataset of the profile
+    /// (default: 128 for MNIST and CIFAR-10, 224 for your own images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_size: Option<usize>,
     #[serde(rename = "stage")]
     pub stages: Vec<StageSpec>,
 }

@@ -302,3 +302,46 @@ fn shards_split_the_cells() {
     assert!(Shard::parse("4/3").is_err());
     assert!(Shard::parse("x").is_err());
 }
+
+/// `backbone_size` sets the pretrained features of every cell (and so their records'
+/// config); without it each dataset keeps its default; a size the backbone cannot take is
+/// refused when the profile is read.
+#[test]
+fn backbone_size_reaches_every_cell_and_is_checked() {
+    let text = |extra: &str| {
+        format!(
+            "name = \"b\"\ndescription = \"x\"\nseeds = [0]\n{extra}\n[train]\nepochs = 1\n\
+             steps_per_epoch = 10\nbatch_size = 8\n[[stage]]\nid = \"table2\"\n\
+             dataset = \"cifar10\"\nratios = [0.1]\nclasses = [0]\n\
+             reducers = [\"pretrained\"]\ndetectors = [\"knn\"]\n"
+        )
+    };
+    let default = Profile::parse(&text(""), Path::new("b.toml")).unwrap();
+    let big = Profile::parse(&text("backbone_size = 224"), Path::new("b.toml")).unwrap();
+    assert_eq!(default.cells(&[])[0].features.size, 128);
+    assert_eq!(big.cells(&[])[0].features.size, 224);
+    assert_eq!(big.features(DatasetName::Mnist).size, 224);
+    let (r, d) = (ReducerKind::Pretrained, crate::detect::DetectorKind::Knn);
+    let hash = |p: &ValidProfile| {
+        let cell = &p.cells(&[])[0];
+        let (reducer, detector) = crate::experiment::select::method_settings(cell, r, d).unwrap();
+        crate::experiment::select::record_config(cell, &reducer, &detector, None).1
+    };
+    assert_ne!(
+        hash(&default),
+        hash(&big),
+        "the size is part of the record's config"
+    );
+    for bad in [100, 0, 1024] {
+        let err = Profile::parse(
+            &text(&format!("backbone_size = {bad}")),
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("b.toml") && err.contains("backbone_size"),
+            "{err}"
+        );
+    }
+}
