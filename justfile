@@ -51,6 +51,11 @@ ci:
 reproduce-paper *args:
     cargo run --release -- reproduce --profile paper {{args}}
 
+# The paper's grid continued from the records committed in reports/paper_progress/ (kill it any
+# time; commit the folder after). `--jobs 1` leaves a core free; `--only fig5` picks a stage.
+paper-progress *args:
+    cargo run --release -- reproduce --profile paper --resume-from reports/paper_progress --results results/paper --out reports/paper_progress {{args}}
+
 # Every table cell at fewer steps (about 2 h on 2 cores from empty); writes reports/quick/. Resumable.
 reproduce-quick *args:
     cargo run --release -- reproduce --profile quick {{args}}
@@ -118,6 +123,17 @@ guard-broken-loss:
 reproduce-few-label *args:
     cargo run --release -- reproduce --profile few_label {{args}}
     cargo run --release -- report --results reports/few_label --out reports/few_label \
+        --compare head_devnet:pretrained_logreg --compare head_deep_sad:pretrained_logreg \
+        --compare head_eidn:pretrained_logreg --compare head_devnet:pretrained \
+        --compare head_deep_sad:pretrained --compare head_eidn:pretrained \
+        --compare pretrained_logreg:pretrained --compare pretrained_knn_logreg:pretrained_logreg \
+        --compare pretrained_knn_logreg:pretrained --compare pretrained_mahalanobis_logreg:pretrained_knn_logreg
+
+# The same Deep SAD protocol on CIFAR-10 with the backbone at 224 px (configs/few_label_224.toml;
+# ~21 min for the feature pass on one core, once, then ~15 min), into reports/few_label_224/.
+reproduce-few-label-224 *args:
+    cargo run --release -- reproduce --profile few_label_224 {{args}}
+    cargo run --release -- report --results reports/few_label_224 --out reports/few_label_224 \
         --compare head_devnet:pretrained_logreg --compare head_deep_sad:pretrained_logreg \
         --compare head_eidn:pretrained_logreg --compare head_devnet:pretrained \
         --compare head_deep_sad:pretrained --compare head_eidn:pretrained \

@@ -129,6 +129,40 @@ fn pretrained_methods_from_train_to_score_on_your_own_folder() {
     }
     assert!(md.contains("EfficientNet-Lite0"), "{md}");
 
+    // Another backbone input size: the saved model keeps it, so `evaluate` reads the same
+    // features; a size the backbone cannot take, or one for the pixel network, is refused
+    // before any work.
+    let small = dir.path().join("small");
+    let (code, out, err) = run(eidn(&data, &models)
+        .args(["train", "--dataset", "shapes", "--normal-class", "circle"])
+        .args(["--method", "pretrained_knn", "--backbone-size", "64"])
+        .args(["--quiet", "--json", "--out"])
+        .arg(&small));
+    assert_eq!(code, Some(0), "{err}");
+    let saved: serde_json::Value =
+        json(&std::fs::read_to_string(small.join("pretrained.json")).unwrap());
+    assert!(saved.to_string().contains(r#""size":64"#), "{saved}");
+    let (code, again, err) = run(eidn(&data, &models)
+        .args(["evaluate", "--json", "--model"])
+        .arg(&small));
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(json(&again)["auc"], json(&out)["auc"]);
+    for (method, size, says) in [
+        ("pretrained_knn", "100", "multiple of 32"),
+        ("eidn", "224", "pretrained methods"),
+    ] {
+        let (code, _, err) = run(eidn(&data, &models)
+            .args(["train", "--dataset", "shapes", "--normal-class", "circle"])
+            .args(["--method", method, "--backbone-size", size, "--out"])
+            .arg(dir.path().join("refused")));
+        assert_eq!(code, Some(2), "{method} {size}: {err}");
+        assert!(
+            err.contains("--backbone-size") && err.contains(says),
+            "{err}"
+        );
+        assert!(!dir.path().join("refused").exists());
+    }
+
     // A model is never replaced unasked, whichever kind is there.
     let (code, _, err) = run(eidn(&data, &models)
         .args([

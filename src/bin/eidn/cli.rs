@@ -235,6 +235,10 @@ pub struct TrainArgs {
     /// logistic regression's. The network's flags (epochs to augment) do not apply to them.
     #[arg(long, value_enum, default_value = "eidn")]
     pub method: TrainMethod,
+    /// The pretrained methods' backbone input side in pixels, a multiple of 32 up to 512
+    /// (default: 128 for MNIST and CIFAR-10, 224 for your own images).
+    #[arg(long, value_name = "PX")]
+    pub backbone_size: Option<usize>,
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
     #[arg(long, default_value_t = 100)]

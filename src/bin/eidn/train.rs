@@ -74,6 +74,17 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         );
     }
     let dataset = DatasetName::resolve(&args.dataset)?;
+    if let Some(size) = args.backbone_size {
+        if args.method.pretrained().is_none() {
+            bail!("--backbone-size is for the pretrained methods; --method eidn reads pixels");
+        }
+        let spec = FeatureSpec {
+            size,
+            ..FeatureSpec::for_dataset(dataset)
+        };
+        spec.validate()
+            .map_err(|e| anyhow::anyhow!("--backbone-size: {e}"))?;
+    }
     let names = dataset.class_names()?;
     let normal = parse_classes(&args.normal_class, &names)
         .map_err(|e| anyhow::anyhow!("--normal-class {:?}: {e}", args.normal_class))?;
@@ -172,7 +183,11 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         }
         Some(method) => {
             let models_dir = weights::models_dir(data_dir);
-            let spec = FeatureSpec::for_dataset(dataset);
+            let default = FeatureSpec::for_dataset(dataset);
+            let spec = FeatureSpec {
+                size: args.backbone_size.unwrap_or(default.size),
+                ..default
+            };
             weights::ensure(spec.backbone, &models_dir, mirror, !args.quiet)?;
             let table = cache::table(&data, &spec, &models_dir, args.quiet)?;
             let mut m = PretrainedModel::fit(method, table, &pools, args.seed)?;
