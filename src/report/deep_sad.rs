@@ -149,6 +149,13 @@ impl Report {
                 .filter(|k| rows.iter().any(|r| r.0 == d && r.1 == *k))
                 .collect();
             let _ = writeln!(md, "### {}\n", d.label());
+            if methods.iter().any(|k| k.uses_features()) {
+                let _ = writeln!(
+                    md,
+                    "Pretrained features: EfficientNet-Lite0 at {} px.\n",
+                    self.profile.features(d).size
+                );
+            }
             let mut header = vec!["gamma_l".to_string()];
             header.extend(methods.iter().map(|k| format!("{} (ours)", k.label())));
             header.extend(["Deep SAD (published)".into(), "ESAD (published)".into()]);
