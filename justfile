@@ -97,6 +97,15 @@ select-eidn-plus:
     cargo run --release -- select-recipe --dataset mnist
     cargo run --release -- select-recipe --dataset cifar10
 
+# Which method on pretrained features each Deep SAD report trusts: validation on the training
+# split alone (candidates in configs/method_candidates.toml, ~15 min per line on 2 cores with
+# the features cached); writes reports/method_selection/ and fails when a choice differs from
+# configs/method_choice.toml.
+select-methods:
+    cargo run --release -- select-method --dataset mnist
+    cargo run --release -- select-method --dataset cifar10
+    cargo run --release -- select-method --dataset cifar10 --backbone-size 224
+
 # EIDN+ on Tables 1-2 (3 seeds), then its report in reports/plus/.
 reproduce-plus *args:
     cargo run --release -- reproduce --profile plus {{args}}
@@ -118,8 +127,9 @@ guard-broken-loss:
 
 # Deep SAD's protocol on pretrained features (issue 30): kNN, LR, the DevNet / Deep SAD / EIDN
 # heads and the kNN / Mahalanobis + LR combinations on 10 pairs of MNIST and CIFAR-10 at
-# gamma_l .01 and .1 (~30 min on 2 cores with the feature caches cold), then the report with
-# the paired comparisons of each head against LR and kNN in reports/few_label/.
+# gamma_l .01 and .1, and the few-shot protocols on CIFAR-10 with EIDN and EIDN+ beside them
+# (~1.5 h on 2 cores with the feature caches cold), then the report with the paired comparisons
+# of each head against LR and kNN, and of EIDN / EIDN+ against kNN, in reports/few_label/.
 reproduce-few-label *args:
     cargo run --release -- reproduce --profile few_label {{args}}
     cargo run --release -- report --results reports/few_label --out reports/few_label \
@@ -127,7 +137,8 @@ reproduce-few-label *args:
         --compare head_eidn:pretrained_logreg --compare head_devnet:pretrained \
         --compare head_deep_sad:pretrained --compare head_eidn:pretrained \
         --compare pretrained_logreg:pretrained --compare pretrained_knn_logreg:pretrained_logreg \
-        --compare pretrained_knn_logreg:pretrained --compare pretrained_mahalanobis_logreg:pretrained_knn_logreg
+        --compare pretrained_knn_logreg:pretrained --compare pretrained_mahalanobis_logreg:pretrained_knn_logreg \
+        --compare eidn:pretrained --compare eidn_plus:pretrained
 
 # The same Deep SAD protocol on CIFAR-10 with the backbone at 224 px (configs/few_label_224.toml;
 # ~21 min for the feature pass on one core, once, then ~15 min), into reports/few_label_224/.

@@ -9,7 +9,6 @@ mod common;
 use std::path::Path;
 
 use common::run;
-use eidn::backbone::BackboneKind;
 use eidn::data::example;
 
 use common::eidn_in as eidn;
@@ -86,13 +85,9 @@ fn bad_mvtec_trees_are_named() {
 
 #[test]
 fn an_mvtec_tree_through_verify_train_reproduce_and_report() {
-    let Some(weights) = common::real_weights(BackboneKind::EfficientNetLite0) else {
+    let Some((dir, models)) = common::temp_with_weights() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::copy(&weights, models.join(weights.file_name().unwrap())).unwrap();
     // A parent folder of two categories, declared once: one dataset per category.
     let parts = dir.path().join("parts");
     example::write_mvtec(&parts.join("bolt"), [80, 30, 12, 12], 1).unwrap();

@@ -5,7 +5,6 @@
 mod common;
 
 use common::run;
-use eidn::backbone::BackboneKind;
 use eidn::data::example;
 
 use common::eidn_in as eidn;
@@ -14,24 +13,28 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-#[test]
-fn pretrained_methods_from_train_to_score_on_your_own_folder() {
-    let Some(weights) = common::real_weights(BackboneKind::EfficientNetLite0) else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    // A models folder of its own (the features cache of this test's data goes there), holding
-    // the real weights.
-    let models = dir.path().join("models");
-    std::fs::create_dir_all(&models).unwrap();
-    std::fs::copy(&weights, models.join(weights.file_name().unwrap())).unwrap();
+/// A temporary folder with the real weights in `models/` and a data folder declaring
+/// generated shapes (`counts` circles, squares, triangles) as the dataset `shapes`.
+fn shapes(
+    counts: [usize; 3],
+    seed: u64,
+) -> Option<(tempfile::TempDir, std::path::PathBuf, std::path::PathBuf)> {
+    let (dir, models) = common::temp_with_weights()?;
     let data = dir.path().join("data");
-    example::write_shapes(&data.join("shapes"), [120, 60, 60], 1).unwrap();
+    example::write_shapes(&data.join("shapes"), counts, seed).unwrap();
     std::fs::write(
         data.join("datasets.toml"),
         "[[dataset]]\nname = \"shapes\"\nkind = \"folder\"\npath = \"shapes\"\n",
     )
     .unwrap();
+    Some((dir, models, data))
+}
+
+#[test]
+fn pretrained_methods_from_train_to_score_on_your_own_folder() {
+    let Some((dir, models, data)) = shapes([120, 60, 60], 1) else {
+        return;
+    };
     let new = dir.path().join("new");
     example::write_shapes(&new, [20, 20, 0], 99).unwrap();
 
@@ -198,4 +201,86 @@ fn pretrained_methods_from_train_to_score_on_your_own_folder() {
         err.contains("efficientnet-lite0") && err.contains("Offline, copy"),
         "{err}"
     );
+}
+
+/// `eidn select-method` on a generated folder (circles normal, squares the known type,
+/// triangles unseen): a choice by the rule, from the training split, the same on a rerun, and
+/// every candidate's numbers written out; bad candidates are refused before any feature pass.
+#[test]
+fn select_method_chooses_on_the_training_split_of_your_own_folder() {
+    let Some((dir, models, data)) = shapes([150, 80, 80], 3) else {
+        return;
+    };
+    let candidates = dir.path().join("candidates.toml");
+    std::fs::write(
+        &candidates,
+        "[shapes]\npairs = [[0, 1]]\ngamma_l = [0.1]\nseeds = [0, 1]\nper_class = 20\n\
+         candidates = [\"pretrained_knn\", \"pretrained_logreg\", \"pretrained_knn_logreg\"]\n",
+    )
+    .unwrap();
+    let select = |out: &std::path::Path| {
+        run(eidn(&data, &models)
+            .args([
+                "select-method",
+                "--dataset",
+                "shapes",
+                "--backbone-size",
+                "64",
+            ])
+            .arg("--candidates")
+            .arg(&candidates)
+            .arg("--quiet")
+            .arg("--out")
+            .arg(out))
+    };
+    let first = dir.path().join("first");
+    let (code, out, err) = select(&first);
+    // Nothing is committed for this dataset, so the choice differs from the committed one.
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    assert!(out.contains("NOT the choice committed"), "{out}");
+    let toml_text = std::fs::read_to_string(first.join("shapes-64.toml")).unwrap();
+    let md = std::fs::read_to_string(first.join("shapes-64.md")).unwrap();
+    assert!(md.contains("| 0/1/0.1/s0 | 0/1/0.1/s1 |"), "{md}");
+    let parsed: toml::Value = toml::from_str(&toml_text).unwrap();
+    let choice = &parsed["choice"][0];
+    assert_eq!(choice["dataset"].as_str(), Some("shapes"));
+    assert_eq!(choice["size"].as_integer(), Some(64));
+    assert_eq!(choice["runs"].as_integer(), Some(2));
+    let rows = choice["candidate"].as_array().unwrap();
+    let auc = |i: usize, key: &str| rows[i][key].as_float().unwrap();
+    assert_eq!(rows.len(), 3);
+    for i in 0..3 {
+        for key in ["auc", "known_auc"] {
+            assert!((0.0..=1.0).contains(&auc(i, key)), "{toml_text}");
+        }
+    }
+    // Logistic regression has seen squares: on them alone it is near perfect.
+    assert!(auc(1, "known_auc") > 0.9, "{toml_text}");
+    let means: Vec<f64> = (0..3).map(|i| auc(i, "auc")).collect();
+    let best = eidn::experiment::method_choice::choose(&means, 0.002);
+    assert_eq!(
+        choice["method"].as_str(),
+        rows[best]["method"].as_str(),
+        "{toml_text}"
+    );
+    // Every random draw flows from the seeds: a second run chooses the same from the same AUCs.
+    let second = dir.path().join("second");
+    let (code, _, err) = select(&second);
+    assert_eq!(code, Some(1), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(second.join("shapes-64.toml")).unwrap(),
+        toml_text
+    );
+
+    // A pair naming a class the dataset lacks: refused, naming the class, with no output.
+    std::fs::write(
+        &candidates,
+        "[shapes]\npairs = [[0, 7]]\ngamma_l = [0.1]\nseeds = [0]\ncandidates = [\"pretrained_knn\"]\n",
+    )
+    .unwrap();
+    let third = dir.path().join("third");
+    let (code, _, err) = select(&third);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("class 7 out of range"), "{err}");
+    assert!(!third.join("shapes-64.toml").exists());
 }

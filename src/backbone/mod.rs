@@ -128,6 +128,21 @@ impl FeatureSpec {
             size: if dataset.is_builtin() { 128 } else { 224 },
         }
     }
+
+    /// [`FeatureSpec::for_dataset`] at side `size` when given (a profile's `backbone_size`,
+    /// `train --backbone-size`), checked.
+    pub fn for_dataset_at(
+        dataset: crate::data::DatasetName,
+        size: Option<usize>,
+    ) -> Result<FeatureSpec, BackboneError> {
+        let default = FeatureSpec::for_dataset(dataset);
+        let spec = FeatureSpec {
+            size: size.unwrap_or(default.size),
+            ..default
+        };
+        spec.validate()?;
+        Ok(spec)
+    }
 }
 
 /// A backbone with its weights loaded.

@@ -342,6 +342,17 @@ impl OneVsRest {
     /// The pools drawn from a training split alone: what recipe selection uses, so that it
     /// cannot see a test image.
     pub fn pools_from(&self, train: &ImageSet) -> Result<Pools, DataError> {
+        let (normal, labelled) = self.pool_indices(train)?;
+        Ok(Pools {
+            normal: train.select(&normal),
+            anomalous: train.select(&labelled),
+        })
+    }
+
+    /// [`OneVsRest::pools_from`]'s pools as indices into `train` (each sorted): the normal
+    /// pool and the labelled anomalies. Selection uses them to validate on the training
+    /// images a cell does not train on.
+    pub fn pool_indices(&self, train: &ImageSet) -> Result<(Vec<usize>, Vec<usize>), DataError> {
         self.check_classes(train.class_names.len())?;
         let labels = &train.labels;
         let normal: Vec<usize> = (0..labels.len())
@@ -384,10 +395,7 @@ impl OneVsRest {
             );
             normal.sort_unstable();
         }
-        Ok(Pools {
-            normal: train.select(&normal),
-            anomalous: train.select(&picked),
-        })
+        Ok((normal, picked))
     }
 
     /// The test images and which of them are anomalies.

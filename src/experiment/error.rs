@@ -42,6 +42,8 @@ pub enum ExperimentError {
     #[error(transparent)]
     Backbone(#[from] crate::backbone::BackboneError),
     #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
     Metrics(#[from] crate::metrics::MetricsError),
 }
 

@@ -11,6 +11,7 @@ mod error;
 mod files;
 pub mod grid;
 mod meta;
+pub mod method_choice;
 mod networks;
 pub mod profile;
 pub mod recipe;

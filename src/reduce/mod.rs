@@ -145,6 +145,16 @@ impl ReducerKind {
         }
     }
 
+    /// The detector that is the method's own score in the tables: kNN for the pretrained
+    /// features (no labels), the distance from the origin for everything else (EIDN's and
+    /// logistic regression's embeddings are built for it).
+    pub fn own_detector(self) -> crate::detect::DetectorKind {
+        match self {
+            ReducerKind::Pretrained => crate::detect::DetectorKind::Knn,
+            _ => crate::detect::DetectorKind::OriginDistance,
+        }
+    }
+
     /// Whether the method reads pretrained backbone features.
     pub fn uses_features(self) -> bool {
         matches!(

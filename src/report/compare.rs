@@ -6,7 +6,6 @@ use std::fmt::Write as _;
 
 use polars::prelude::*;
 
-use super::frame::own_detector_kind;
 use super::frame::{f64s, group_means, is, polars_error, strs};
 use super::paired::{Paired, RESAMPLES, TIE};
 use super::Report;
@@ -32,7 +31,7 @@ impl Method {
     pub fn own(reducer: ReducerKind) -> Method {
         Method {
             reducer,
-            detector: own_detector_kind(reducer),
+            detector: reducer.own_detector(),
         }
     }
 
@@ -67,7 +66,7 @@ impl Method {
     }
 
     fn label(&self) -> String {
-        if self.detector == own_detector_kind(self.reducer) {
+        if self.detector == self.reducer.own_detector() {
             self.reducer.label().to_string()
         } else {
             format!("{} + {}", self.reducer.label(), self.detector.label())

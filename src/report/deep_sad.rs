@@ -11,7 +11,9 @@ use serde::Deserialize;
 use super::frame::{f64s, is, is_own_score, polars_error, stat_at, strs, summarise, Stat};
 use super::{Report, NOT_RUN};
 use crate::data::DatasetName;
+use crate::experiment::method_choice::{self, MethodChoice};
 use crate::experiment::ExperimentError;
+use crate::pipeline::PretrainedMethod;
 use crate::reduce::ReducerKind;
 
 const PUBLISHED: &str = include_str!("../../reports/published_deep_sad.toml");
@@ -156,14 +158,25 @@ impl Report {
                     self.profile.features(d).size
                 );
             }
+            // The method validation chose for this dataset and feature size, when it ran here.
+            let size = self.profile.features(d).size;
+            let choice = method_choice::committed(d, size)
+                .filter(|c| methods.contains(&c.method.grid_method().0));
             let mut header = vec!["gamma_l".to_string()];
             header.extend(methods.iter().map(|k| format!("{} (ours)", k.label())));
+            if let Some(c) = choice {
+                header.push(format!(
+                    "chosen by validation: {} (ours)",
+                    c.method.grid_method().0.label()
+                ));
+            }
             header.extend(["Deep SAD (published)".into(), "ESAD (published)".into()]);
             let _ = writeln!(md, "| {} |", header.join(" | "));
             let _ = writeln!(md, "|{}", "---|".repeat(header.len()));
             for g in gammas {
                 let mut cells = vec![format!("{g}")];
-                for k in &methods {
+                let chosen = choice.map(|c| c.method.grid_method().0);
+                for k in methods.iter().chain(&chosen) {
                     let cell = rows
                         .iter()
                         .find(|r| r.0 == d && r.1 == *k && r.2 == g)
@@ -180,9 +193,57 @@ impl Report {
                 let _ = writeln!(md, "| {} |", cells.join(" | "));
             }
             let _ = writeln!(md);
+            if let Some(c) = choice {
+                md.push_str(&chosen_paragraph(c));
+            }
         }
         Ok(())
     }
+}
+
+/// A candidate's name in the paragraph below ("pretrained" alone would not say kNN).
+fn candidate_label(m: PretrainedMethod) -> &'static str {
+    match m {
+        PretrainedMethod::PretrainedKnn => "pretrained kNN",
+        _ => m.grid_method().0.label(),
+    }
+}
+
+/// How the chosen column was chosen, with every candidate's validation AUC.
+fn chosen_paragraph(c: &MethodChoice) -> String {
+    let scores = |known: bool| {
+        c.candidate
+            .iter()
+            .map(|s| {
+                let auc = if known { s.known_auc } else { s.auc };
+                format!("{} {auc:.3}", candidate_label(s.method))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "Chosen by validation: **{}**, by `eidn select-method` on the training split alone \
+         (configs/method_candidates.toml; the test split is never read): Deep SAD's protocol \
+         drawn from training images on other (normal, known) pairs, held-out normal images \
+         against training images of every anomaly class, mean validation AUC over {} runs: \
+         {}. A later candidate had to beat the earlier ones by more than {}. Against the \
+         known class alone (what a hold-out of the labelled anomalies measures) the same rule \
+         would choose {}: {}. Its table: reports/method_selection/{}-{}.md.\n\n",
+        candidate_label(c.method),
+        c.runs,
+        scores(false),
+        c.tolerance,
+        candidate_label(
+            c.candidate[method_choice::choose(
+                &c.candidate.iter().map(|s| s.known_auc).collect::<Vec<_>>(),
+                c.tolerance,
+            )]
+            .method
+        ),
+        scores(true),
+        c.dataset,
+        c.size
+    )
 }
 
 /// The profile's Deep SAD settings in one line.

@@ -9,7 +9,6 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::detect::DetectorKind;
 use crate::reduce::ReducerKind;
 
 use crate::experiment::{write_atomic, write_csv, ExperimentError, Record, Selection, StageId};
@@ -162,19 +161,9 @@ pub fn is_own_score(df: &DataFrame, reducer: ReducerKind) -> PolarsResult<Boolea
     Ok(&is(df, "reducer", reducer.as_str())? & &is(df, "detector", own_detector(reducer))?)
 }
 
-/// The detector that is a method's own score in the tables: kNN for the pretrained features
-/// (no labels), the distance from the origin for everything else (EIDN's and logistic
-/// regression's embeddings are built for it).
+/// The detector that is a method's own score in the tables ([`ReducerKind::own_detector`]).
 pub fn own_detector(reducer: ReducerKind) -> &'static str {
-    own_detector_kind(reducer).as_str()
-}
-
-/// [`own_detector`] as a detector.
-pub fn own_detector_kind(reducer: ReducerKind) -> DetectorKind {
-    match reducer {
-        ReducerKind::Pretrained => DetectorKind::Knn,
-        _ => DetectorKind::OriginDistance,
-    }
+    reducer.own_detector().as_str()
 }
 
 // polars marks its eager group-by aggregations deprecated in favour of the lazy API, which

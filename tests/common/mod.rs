@@ -271,3 +271,15 @@ pub fn eidn_in(data: &std::path::Path, models: &std::path::Path) -> Command {
         .env("EIDN_MODELS_DIR", models);
     c
 }
+
+/// A temporary folder with a `models/` folder of its own holding the real EfficientNet-Lite0
+/// weights (its features cache then holds only the test's data), or None where
+/// [`real_weights`] skips.
+pub fn temp_with_weights() -> Option<(tempfile::TempDir, PathBuf)> {
+    let weights = real_weights(eidn::backbone::BackboneKind::EfficientNetLite0)?;
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::copy(&weights, models.join(weights.file_name().unwrap())).unwrap();
+    Some((dir, models))
+}

@@ -63,6 +63,10 @@ pub enum Command {
     /// Choose the EIDN+ recipe of a dataset by validation on its training pools (the test
     /// split is never read); exits 1 when the choice differs from configs/eidn_plus.toml.
     SelectRecipe(SelectRecipeArgs),
+    /// Choose the method on pretrained features a dataset's Deep SAD report trusts, by
+    /// validation on its training split (the test split is never read); exits 1 when the
+    /// choice differs from configs/method_choice.toml.
+    SelectMethod(SelectMethodArgs),
 }
 
 #[derive(Args)]
@@ -79,6 +83,26 @@ pub struct SelectRecipeArgs {
     pub out: PathBuf,
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct SelectMethodArgs {
+    /// A dataset with a section in the candidates file (mnist, cifar10, or your own).
+    #[arg(long, value_name = "NAME")]
+    pub dataset: String,
+    /// The backbone's input side in pixels (default: the dataset's, 128 for MNIST and
+    /// CIFAR-10).
+    #[arg(long, value_name = "PX")]
+    pub backbone_size: Option<usize>,
+    /// Candidates file (default: the committed configs/method_candidates.toml).
+    #[arg(long, value_name = "FILE")]
+    pub candidates: Option<PathBuf>,
+    /// Folder for `<dataset>-<size>.md` (the validation table) and `<dataset>-<size>.toml`
+    /// (the choice).
+    #[arg(long, value_name = "DIR", default_value = "reports/method_selection")]
+    pub out: PathBuf,
     #[arg(long)]
     pub quiet: bool,
 }

@@ -81,6 +81,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train::train(&args, &data_dir, mirror),
         Command::Evaluate(args) => train::evaluate(&args, &data_dir, mirror),
         Command::SelectRecipe(args) => train::select_recipe(&args, &data_dir, mirror),
+        Command::SelectMethod(args) => train::select_method(&args, &data_dir, mirror),
         Command::Reproduce(args) => grid::reproduce(&args, &data_dir, mirror),
         Command::Report(args) => grid::report(&args),
         Command::Merge(args) => grid::merge(&args),

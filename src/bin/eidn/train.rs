@@ -1,4 +1,5 @@
-//! `eidn train`, `evaluate` and `select-recipe`: one network on one protocol.
+//! `eidn train`, `evaluate`, `select-recipe` and `select-method`: one method on one protocol,
+//! and the choice of one by validation on the training split.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use eidn::model::{
 };
 use eidn::pipeline::{PretrainedModel, PRETRAINED_CONFIG_FILE, PRETRAINED_FEATURES_FILE};
 
-use crate::cli::{EvaluateArgs, SelectRecipeArgs, TrainArgs};
+use crate::cli::{EvaluateArgs, SelectMethodArgs, SelectRecipeArgs, TrainArgs};
 use crate::saved::{Saved, Weights};
 use crate::CHECK_FAILED;
 
@@ -74,17 +75,11 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         );
     }
     let dataset = DatasetName::resolve(&args.dataset)?;
-    if let Some(size) = args.backbone_size {
-        if args.method.pretrained().is_none() {
-            bail!("--backbone-size is for the pretrained methods; --method eidn reads pixels");
-        }
-        let spec = FeatureSpec {
-            size,
-            ..FeatureSpec::for_dataset(dataset)
-        };
-        spec.validate()
-            .map_err(|e| anyhow::anyhow!("--backbone-size: {e}"))?;
+    if args.backbone_size.is_some() && args.method.pretrained().is_none() {
+        bail!("--backbone-size is for the pretrained methods; --method eidn reads pixels");
     }
+    let features = FeatureSpec::for_dataset_at(dataset, args.backbone_size)
+        .map_err(|e| anyhow::anyhow!("--backbone-size: {e}"))?;
     let names = dataset.class_names()?;
     let normal = parse_classes(&args.normal_class, &names)
         .map_err(|e| anyhow::anyhow!("--normal-class {:?}: {e}", args.normal_class))?;
@@ -183,13 +178,8 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
         }
         Some(method) => {
             let models_dir = weights::models_dir(data_dir);
-            let default = FeatureSpec::for_dataset(dataset);
-            let spec = FeatureSpec {
-                size: args.backbone_size.unwrap_or(default.size),
-                ..default
-            };
-            weights::ensure(spec.backbone, &models_dir, mirror, !args.quiet)?;
-            let table = cache::table(&data, &spec, &models_dir, args.quiet)?;
+            weights::ensure(features.backbone, &models_dir, mirror, !args.quiet)?;
+            let table = cache::table(&data, &features, &models_dir, args.quiet)?;
             let mut m = PretrainedModel::fit(method, table, &pools, args.seed)?;
             m.config.protocol = Some(protocol);
             m.config.data = status_name;
@@ -231,6 +221,18 @@ pub fn train(args: &TrainArgs, data_dir: &Path, mirror: Option<&str>) -> Result<
     report_evaluation(model, data_dir, None, args.json)
 }
 
+/// A candidates file's text and the path its errors name: `file`, else the committed one
+/// (compiled in as `builtin`, named `committed`).
+fn candidates(file: Option<&Path>, builtin: &str, committed: &str) -> Result<(String, PathBuf)> {
+    Ok(match file {
+        Some(f) => (
+            std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
+            f.to_path_buf(),
+        ),
+        None => (builtin.to_string(), PathBuf::from(committed)),
+    })
+}
+
 /// `eidn select-recipe`: validation of the EIDN+ candidates on a dataset's training split.
 pub fn select_recipe(
     args: &SelectRecipeArgs,
@@ -239,16 +241,11 @@ pub fn select_recipe(
 ) -> Result<ExitCode> {
     use eidn::experiment::recipe;
     let dataset = DatasetName::resolve(&args.dataset)?;
-    let (text, origin) = match &args.candidates {
-        Some(f) => (
-            std::fs::read_to_string(f).with_context(|| format!("{}", f.display()))?,
-            f.clone(),
-        ),
-        None => (
-            recipe::CANDIDATES.to_string(),
-            PathBuf::from("configs/eidn_plus_candidates.toml"),
-        ),
-    };
+    let (text, origin) = candidates(
+        args.candidates.as_deref(),
+        recipe::CANDIDATES,
+        "configs/eidn_plus_candidates.toml",
+    )?;
     let spec = recipe::select_spec(&text, &origin, dataset)?;
     ensure(&[dataset], data_dir, mirror, args.quiet)?;
     let device = parse_device(&args.device)?;
@@ -273,6 +270,57 @@ pub fn select_recipe(
             "chosen: {name}, which is NOT the recipe committed in configs/eidn_plus.toml; \
              the chosen one is in {}",
             args.out.join(format!("{dataset}.toml")).display()
+        )?;
+        Ok(ExitCode::from(CHECK_FAILED))
+    }
+}
+
+/// `eidn select-method`: validation of the methods on pretrained features on a dataset's
+/// training split.
+pub fn select_method(
+    args: &SelectMethodArgs,
+    data_dir: &Path,
+    mirror: Option<&str>,
+) -> Result<ExitCode> {
+    use eidn::experiment::method_choice;
+    let dataset = DatasetName::resolve(&args.dataset)?;
+    let features = FeatureSpec::for_dataset_at(dataset, args.backbone_size)
+        .map_err(|e| anyhow::anyhow!("--backbone-size: {e}"))?;
+    let (text, origin) = candidates(
+        args.candidates.as_deref(),
+        method_choice::CANDIDATES,
+        "configs/method_candidates.toml",
+    )?;
+    let spec = method_choice::select_spec(&text, &origin, dataset)?;
+    ensure(&[dataset], data_dir, mirror, args.quiet)?;
+    let models_dir = weights::models_dir(data_dir);
+    weights::ensure(features.backbone, &models_dir, mirror, !args.quiet)?;
+    let data = load(dataset, data_dir, 0)?;
+    method_choice::check(&data.train, dataset, &spec)?;
+    // The table is the whole dataset's (its cache file is), but features are looked up by
+    // image: only the training split goes to the selection, so it cannot read a test image.
+    let table = cache::table(&data, &features, &models_dir, args.quiet)?;
+    let selection = method_choice::select(&data.train, table, dataset, &spec, !args.quiet)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create it", args.out.display()))?;
+    let stem = format!("{dataset}-{}", features.size);
+    let md = selection.markdown(&spec);
+    eidn::experiment::write_atomic(&args.out.join(format!("{stem}.md")), md.as_bytes())?;
+    eidn::experiment::write_atomic(
+        &args.out.join(format!("{stem}.toml")),
+        selection.choice_toml(&spec).as_bytes(),
+    )?;
+    out!("{md}")?;
+    let name = selection.rows[selection.chosen].method;
+    if selection.matches_committed() {
+        out!("chosen: {name}, the choice committed in configs/method_choice.toml")?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        out!(
+            "chosen: {name}, which is NOT the choice committed in configs/method_choice.toml \
+             for {dataset} at {} px; the choice is in {}",
+            features.size,
+            args.out.join(format!("{stem}.toml")).display()
         )?;
         Ok(ExitCode::from(CHECK_FAILED))
     }

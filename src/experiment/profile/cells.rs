@@ -151,11 +151,8 @@ impl ValidProfile {
     /// The pretrained features of `dataset` in this profile: `backbone_size` when set, else
     /// the dataset's default.
     pub fn features(&self, dataset: DatasetName) -> FeatureSpec {
-        let spec = FeatureSpec::for_dataset(dataset);
-        FeatureSpec {
-            size: self.backbone_size.unwrap_or(spec.size),
-            ..spec
-        }
+        FeatureSpec::for_dataset_at(dataset, self.backbone_size)
+            .expect("backbone_size was checked with the profile")
     }
 
     /// Every cell of the stages whose id is in `only` (all when empty), in profile order;
