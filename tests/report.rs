@@ -165,7 +165,12 @@ fn every_table_matches_hand_computed_values() {
     close(&md, "| 0 (Class 0) | ");
     close(&md, "| 0.8000 ± 0.1000 | -0.1828 |");
     close(&md, "| 0.5500 ± 0.0707 | -0.4332 |");
-    close(&md, "| **0.7000 ± 0.0707** | -0.2624 |");
+    // Two of the paper's ten classes ran: the difference is against the published EIDN on
+    // those two (0.9828, 0.9832), not its mean over all ten (0.9624).
+    close(
+        &md,
+        "| **0.7000 ± 0.0707 over 2 of 10 classes** | -0.2830 on those classes |",
+    );
     close(&md, "| 0.9726 | — | — |");
     close(
         &md,

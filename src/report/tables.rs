@@ -173,7 +173,23 @@ impl Report {
             }
             let _ = writeln!(md, "| {} |", cells.join(" | "));
         }
-        let (o, d) = Joined::show(j.mean, t.eidn(&t.mean), j.expected.iter().any(|&e| e));
+        let (mut o, mut d) = Joined::show(j.mean, t.eidn(&t.mean), j.expected.iter().any(|&e| e));
+        // Part of a table run: the mean is over the classes that ran, so the difference is
+        // against the published EIDN over those same classes, and both say so.
+        let ran: Vec<usize> = (0..t.rows.len())
+            .filter(|&i| matches!(j.ours(i), Ok(Some(_))))
+            .collect();
+        if let (Some(mean), true) = (j.mean, !ran.is_empty() && ran.len() < t.rows.len()) {
+            let published =
+                ran.iter().map(|&i| t.eidn(&t.rows[i].values)).sum::<f64>() / ran.len() as f64;
+            o = format!(
+                "{} over {} of {} classes",
+                mean.show(),
+                ran.len(),
+                t.rows.len()
+            );
+            d = format!("{:+.4} on those classes", mean.mean - published);
+        }
         let mut cells = vec!["**mean**".to_string()];
         cells.extend(t.mean.iter().map(|v| format!("{v:.4}")));
         cells.push(format!("**{o}**"));
