@@ -195,6 +195,18 @@ fn a_saved_pretrained_method_scores_as_the_fitted_one() {
         assert_eq!(loaded.config.calibration, fitted.config.calibration);
         assert_eq!((loaded.config.n_normal, loaded.config.n_anomalous), (30, 3));
 
+        // Another table of the same features (what `evaluate` swaps in) scores the same;
+        // features of another size are refused.
+        let loaded = loaded.with_table(table()).unwrap();
+        assert_eq!(loaded.score(&new).unwrap(), before, "{method}");
+        let other = FeatureSpec {
+            size: 64,
+            ..spec.clone()
+        };
+        let other = FeatureTable::for_new_images(&other, models, None, false).unwrap();
+        let err = loaded.with_table(other).err().unwrap().to_string();
+        assert!(err.contains("size: 64"), "{err}");
+
         // A features file that is not the one saved is refused, naming it.
         std::fs::write(dir.path().join("features.safetensors"), b"not this").unwrap();
         let err = PretrainedModel::load(dir.path(), |_| Ok(table()))

@@ -172,6 +172,8 @@ fn every_table_matches_hand_computed_values() {
         "| **0.7000 ± 0.0707 over 2 of 10 classes** | -0.2830 on those classes |",
     );
     close(&md, "| 0.9726 | — | — |");
+    // Seeds 0 and 1 have both classes, so the mean has its ±, and no excuse for lacking one.
+    assert!(!md.contains("It has none here"), "{md}");
     close(
         &md,
         "`table1` stage on MNIST: 5 of 6 cells: 2 of 2 classes, 2 of 3 seeds complete (0, 1)",
@@ -236,6 +238,35 @@ fn every_table_matches_hand_computed_values() {
             );
         }
     }
+}
+
+/// A partial table whose seeds each lack a class has a mean without ±, and says why.
+#[test]
+fn a_mean_without_a_complete_pair_of_seeds_says_why_it_has_no_spread() {
+    use DetectorKind::OriginDistance as Origin;
+    let p = profile(PROFILE);
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let mut store = ResultStore::open(&results, None).unwrap();
+    // Class 0 on seeds 0 and 1, class 1 on seed 0 only: one seed has every class.
+    for (class, seed, auc) in [(0, 0, 0.9), (0, 1, 0.8), (1, 0, 0.6)] {
+        let c = cell(&p, class, 0.01, seed, false);
+        store
+            .append(record(&c, ReducerKind::Eidn, Origin, auc, 10))
+            .unwrap();
+    }
+    drop(store);
+    let report = Report::build(&results, Some(p), false).unwrap();
+    let out = dir.path().join("report");
+    report.write(&out).unwrap();
+    let md = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // The mean over classes of seed 0, the only seed with both (0.9, 0.6), without a spread.
+    close(&md, "| **0.7500 over 2 of 10 classes** |");
+    close(
+        &md,
+        "Ours: seeds [0, 1]; the mean row's ± is the spread over seeds of the mean over classes. \
+         It has none here: fewer than two seeds have every class that ran.",
+    );
 }
 
 /// A grid that has not run a cell yet still renders: every table says "not yet run".

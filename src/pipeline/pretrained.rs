@@ -81,6 +81,9 @@ pub struct PretrainedModel {
     anomalous: Array2<f32>,
     /// A head's trained weights (empty for the other methods).
     head: HashMap<String, Tensor>,
+    /// Embeds the images scored: the backbone for new files, or a dataset's cached
+    /// features ([`PretrainedModel::with_table`]).
+    table: Arc<FeatureTable>,
     reducer: Box<dyn FeatureReducer>,
     scorer: Box<dyn AnomalyScorer>,
 }
@@ -149,13 +152,7 @@ impl PretrainedModel {
         anomalous: Array2<f32>,
         saved: HashMap<String, Tensor>,
     ) -> Result<PretrainedModel, PipelineError> {
-        // Features of one backbone and size are never mixed with another's.
-        if table.spec != config.features {
-            return Err(PipelineError::InvalidParams(format!(
-                "features of {:?} given for a model of {:?}",
-                table.spec, config.features
-            )));
-        }
+        same_features(&table, &config)?;
         let (reducer_kind, detector_kind) = config.method.grid_method();
         let spec = config.features.clone();
         let x0 = normal.mapv(f64::from);
@@ -165,11 +162,11 @@ impl PretrainedModel {
             ReducerKind::Pretrained => Box::new(
                 PretrainedParams::new(spec)
                     .check()?
-                    .fit_features(table, x0.clone())?,
+                    .fit_features(table.clone(), x0.clone())?,
             ),
             ReducerKind::PretrainedLogreg => {
                 Box::new(LogisticParams::new(spec).check()?.fit_features(
-                    table,
+                    table.clone(),
                     x0.clone(),
                     anomalous.mapv(f64::from),
                 )?)
@@ -179,13 +176,17 @@ impl PretrainedModel {
                 if reducer_kind == ReducerKind::PretrainedMahalanobisLogreg {
                     params = params.label_free(LabelFree::Mahalanobis);
                 }
-                Box::new(params.check()?.fit_features(table, x0.clone(), x1())?)
+                Box::new(
+                    params
+                        .check()?
+                        .fit_features(table.clone(), x0.clone(), x1())?,
+                )
             }
             kind if head_kind(kind).is_some() => {
                 let kind = head_kind(kind).expect("a head");
                 let params = HeadReducerParams::new(spec, kind, config.seed).check()?;
                 let fitted = if saved.is_empty() {
-                    params.fit_features(table, x0.clone(), x1())?
+                    params.fit_features(table.clone(), x0.clone(), x1())?
                 } else {
                     let trained = FittedHead::from_tensors(params.head.clone(), FEATURES, &saved)
                         .map_err(|m| {
@@ -194,7 +195,7 @@ impl PretrainedModel {
                             kind.as_str()
                         ))
                     })?;
-                    params.with_head(table, &x0, trained)?
+                    params.with_head(table.clone(), &x0, trained)?
                 };
                 head = fitted.head.tensors()?;
                 Box::new(fitted)
@@ -213,14 +214,16 @@ impl PretrainedModel {
             normal,
             anomalous,
             head,
+            table,
             reducer,
             scorer,
         })
     }
 
-    /// Anomaly scores of `images` (higher: more anomalous).
+    /// Anomaly scores of `images` (higher: more anomalous), embedded through the model's
+    /// table.
     pub fn score(&self, images: &ImageSet) -> Result<Vec<f64>, PipelineError> {
-        let z = self.reducer.transform(images)?;
+        let z = self.reducer.embed_features(self.table.features(images)?);
         Ok(self.scorer.score(&z)?)
     }
 
@@ -340,9 +343,21 @@ impl PretrainedModel {
         Self::assemble(config, table, normal, anomalous, head)
     }
 
-    /// The same model embedding images through `table` (fitted again on the saved features,
-    /// so it scores the same).
+    /// The same fitted model embedding the images it scores through `table` (features of
+    /// the same backbone and size, so the scores are the same): nothing is fitted again.
     pub fn with_table(self, table: Arc<FeatureTable>) -> Result<PretrainedModel, PipelineError> {
-        Self::assemble(self.config, table, self.normal, self.anomalous, self.head)
+        same_features(&table, &self.config)?;
+        Ok(PretrainedModel { table, ..self })
     }
+}
+
+/// Features of one backbone and size are never mixed with another's.
+fn same_features(table: &FeatureTable, config: &PretrainedConfig) -> Result<(), PipelineError> {
+    if table.spec != config.features {
+        return Err(PipelineError::InvalidParams(format!(
+            "features of {:?} given for a model of {:?}",
+            table.spec, config.features
+        )));
+    }
+    Ok(())
 }

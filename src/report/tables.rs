@@ -224,9 +224,16 @@ impl Report {
             );
         }
         if !j.seeds.is_empty() {
+            // A mean over seeds needs two seeds that each have every class that ran.
+            let why_no_spread = match j.mean {
+                Some(Stat { std: None, .. }) if j.seeds.len() > 1 => {
+                    " It has none here: fewer than two seeds have every class that ran."
+                }
+                _ => "",
+            };
             let _ = writeln!(
                 md,
-                "Ours: seeds {:?}; the mean row's ± is the spread over seeds of the mean over classes.",
+                "Ours: seeds {:?}; the mean row's ± is the spread over seeds of the mean over classes.{why_no_spread}",
                 j.seeds
             );
         }
