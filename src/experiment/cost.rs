@@ -94,6 +94,11 @@ pub struct Plan {
     pub deep_images: BTreeMap<[usize; 3], u64>,
     /// Cells left whose encoder is not saved yet.
     pub networks: usize,
+    /// Cells left that train nothing (methods on pretrained features, baselines alone)...
+    pub untrained: usize,
+    /// ...and their fitting and scoring, in the reference seconds of [`cell_cost`] (not
+    /// calibrated here: a method's fit is not one repeated step).
+    pub untrained_seconds: f64,
 }
 
 impl Plan {
@@ -119,8 +124,15 @@ impl Plan {
                 plan.done += 1;
                 continue;
             }
-            // Saved already, or none to train (baselines only: PCA, LDA, pretrained features).
-            if has_encoder(cell) || (cell.deep.is_none() && !cell.needs_encoder()) {
+            // None to train (baselines only: PCA, LDA, pretrained features): only fitted and
+            // scored, which the training overhead below does not cover.
+            if cell.deep.is_none() && !cell.needs_encoder() {
+                plan.untrained += 1;
+                plan.untrained_seconds += cell_cost(cell);
+                continue;
+            }
+            // Saved already: scored again, not trained again.
+            if has_encoder(cell) {
                 continue;
             }
             plan.networks += 1;
@@ -168,7 +180,13 @@ impl Plan {
     pub fn seconds(&self, per_step: &[f64], jobs: usize) -> f64 {
         let rates = self.steps.values().chain(self.deep_images.values());
         let training: f64 = rates.zip(per_step).map(|(&n, &s)| n as f64 * s).sum();
-        training * (1.0 + SCORING_OVERHEAD) / jobs.max(1) as f64
+        self.wall(training, jobs)
+    }
+
+    /// Wall seconds of `training` seconds of steps (plus their cells' scoring) and the
+    /// untrained cells' fits, `jobs` cells at a time.
+    fn wall(&self, training: f64, jobs: usize) -> f64 {
+        (training * (1.0 + SCORING_OVERHEAD) + self.untrained_seconds) / jobs.max(1) as f64
     }
 
     /// The lines printed before a run (and by `--dry-run`): what is left and how long it
@@ -212,16 +230,25 @@ impl Plan {
                 images as f64 * s / 60.0
             ));
         }
+        if self.untrained > 0 {
+            lines.push(format!(
+                "  {} cells with nothing to train (pretrained features, baselines): ~{} of fitting \
+                 and scoring (reference costs on an AMD EPYC core, not calibrated here)",
+                self.untrained,
+                duration(self.untrained_seconds)
+            ));
+        }
         let jobs = jobs.max(1);
-        let total = training * (1.0 + SCORING_OVERHEAD) / jobs as f64;
+        let total = self.wall(training, jobs);
         let at_once = match jobs {
             1 => String::new(),
             n => format!(", {n} cells at a time"),
         };
         lines.push(format!(
-            "estimate: {} on this machine (training, plus ~{:.0} % for scoring and baselines{at_once})",
+            "estimate: {} on this machine (training, plus ~{:.0} % for scoring and baselines{}{at_once})",
             duration(total),
-            SCORING_OVERHEAD * 100.0
+            SCORING_OVERHEAD * 100.0,
+            if self.untrained > 0 { ", plus the fits above" } else { "" }
         ));
         if total > 3600.0 {
             let n = (total / 3600.0).ceil().min(64.0) as usize;
@@ -355,6 +382,39 @@ mod tests {
         let two = plan.describe(&[0.06, 0.4], "t", 2);
         assert!(two[3].contains("estimate: 35 s"), "{two:?}");
         assert!(two[3].contains("2 cells at a time"), "{two:?}");
+    }
+
+    /// A cell with nothing to train is still work: its fits and scoring count, at the
+    /// reference costs (a plan of them alone used to read "0 s").
+    #[test]
+    fn cells_that_train_nothing_count_their_fits() {
+        let text = format!(
+            "{PROFILE}
+        [[stage]]
+        id = \"fig7\"
+        dataset = \"mnist\"
+        classes = [5, 6]
+        ratios = [0.05]
+        reducers = [\"pca\", \"lda\"]
+        detectors = [\"origin_distance\", \"gmm\"]
+"
+        );
+        let p = Profile::parse(&text, Path::new("t.toml")).unwrap();
+        let cells = p.cells(&[]);
+        let plan = Plan::new(&cells, &[], |_| false).unwrap();
+        assert_eq!((plan.cells, plan.networks, plan.untrained), (6, 4, 2));
+        // Per cell: 4 methods x 2 s + 2 reducers fitted x 8 s = 24 s.
+        assert!((plan.untrained_seconds - 48.0).abs() < 1e-9, "{plan:?}");
+        let lines = plan.describe(&[0.06, 0.4], "t", 1);
+        assert!(
+            lines[3].contains("2 cells with nothing to train") && lines[3].contains("48 s"),
+            "{lines:?}"
+        );
+        // 300 x 0.06 + 150 x 0.4 = 78 s of training, + 7 %, + 48 s = 131.46 s.
+        assert!((plan.seconds(&[0.06, 0.4], 1) - 131.46).abs() < 1e-6);
+        assert!((plan.seconds(&[0.06, 0.4], 2) - 131.46 / 2.0).abs() < 1e-6);
+        assert!(lines[4].contains("estimate: 2 min"), "{lines:?}");
+        assert!(lines[4].contains("plus the fits above"), "{lines:?}");
     }
 
     /// Shards get cells by cost, not by count: the paper-sized CIFAR-10 cells spread out
