@@ -45,16 +45,12 @@ lint:
 ci:
     bash .ci/run
 
-# The paper's whole grid at its settings (Tables 1-3, Figs 5-7, unseen test), then its report
-# in reports/paper/. Long on a CPU: pass `--shard K/N` via args to split it over machines, or
-# `--device cuda` with a CUDA build. Resumes where a previous run stopped.
+# The paper's whole grid at its settings (Tables 1-3, Figs 5-7, unseen test), continued from
+# the records committed in reports/paper/ and written back there (kill it any time; commit the
+# folder after). Long on a CPU: `--jobs 1` leaves a core free, `--only fig5` picks a stage,
+# `--shard K/N` splits it over machines, `--device cuda` runs it on a CUDA build's GPU.
 reproduce-paper *args:
-    cargo run --release -- reproduce --profile paper {{args}}
-
-# The paper's grid continued from the records committed in reports/paper_progress/ (kill it any
-# time; commit the folder after). `--jobs 1` leaves a core free; `--only fig5` picks a stage.
-paper-progress *args:
-    cargo run --release -- reproduce --profile paper --resume-from reports/paper_progress --results results/paper --out reports/paper_progress {{args}}
+    cargo run --release -- reproduce --profile paper --resume-from reports/paper --results results/paper --out reports/paper {{args}}
 
 # Every table cell at fewer steps (about 2 h on 2 cores from empty); writes reports/quick/. Resumable.
 reproduce-quick *args:
