@@ -44,13 +44,25 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join(", ")
         );
-        let _ = writeln!(
+        let _ = write!(
             md,
-            "| wall time | {:.0} s ({:.1} min) over {} run(s) (interrupted and resumed runs add up) |",
+            "| wall time | {:.0} s ({:.1} min) over {} run(s) (interrupted and resumed runs add up)",
             wall,
             wall / 60.0,
             self.runs.len()
         );
+        // Runs side by side (shards, a second stage in its own folder) would otherwise read as
+        // one long run: say how long some run was going as well.
+        let busy = busy_seconds(&self.runs);
+        if busy + 1.0 < wall {
+            let _ = write!(
+                md,
+                "; they overlapped: {:.0} s ({:.1} min) with at least one running",
+                busy,
+                busy / 60.0
+            );
+        }
+        let _ = writeln!(md, " |");
         let _ = writeln!(
             md,
             "| records | {} counted (one per cell, seed and method of the current profile){} |",
@@ -163,5 +175,59 @@ impl Report {
             })
             .collect();
         lines.into_iter().collect()
+    }
+}
+
+/// Seconds during which at least one run was going: the length of the union of the runs'
+/// intervals `[started, started + wall]`.
+fn busy_seconds(runs: &[crate::experiment::RunMeta]) -> f64 {
+    let mut spans: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r.started_unix as f64,
+                r.started_unix as f64 + r.wall_seconds,
+            )
+        })
+        .collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut total = 0.0;
+    let mut open: Option<(f64, f64)> = None;
+    for (start, end) in spans {
+        open = match open {
+            Some((s, e)) if start <= e => Some((s, e.max(end))),
+            Some((s, e)) => {
+                total += e - s;
+                Some((start, end))
+            }
+            None => Some((start, end)),
+        };
+    }
+    total + open.map_or(0.0, |(s, e)| e - s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::busy_seconds;
+    use crate::experiment::RunMeta;
+
+    fn run(started_unix: u64, wall_seconds: f64) -> RunMeta {
+        serde_json::from_value(serde_json::json!({
+            "profile": "quick", "only": [], "shard": null, "commit": "x", "machine": "m",
+            "device": "cpu", "seeds": [0], "started_unix": started_unix,
+            "wall_seconds": wall_seconds, "cells": 1, "cells_run": 1, "records_written": 1,
+            "missing_data": []
+        }))
+        .expect("a run description")
+    }
+
+    #[test]
+    fn overlapping_runs_count_once_and_apart_runs_add_up() {
+        assert_eq!(busy_seconds(&[]), 0.0);
+        // 0-100 and 50-150 overlap: 150 s; 1000-1010 is apart: 10 s more.
+        let runs = [run(1000, 10.0), run(0, 100.0), run(50, 100.0)];
+        assert_eq!(busy_seconds(&runs), 160.0);
+        // One run inside another adds nothing.
+        assert_eq!(busy_seconds(&[run(0, 100.0), run(10, 5.0)]), 100.0);
     }
 }
