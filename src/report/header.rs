@@ -191,19 +191,17 @@ fn busy_seconds(runs: &[crate::experiment::RunMeta]) -> f64 {
         })
         .collect();
     spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // In start order, count only the part of each span past the latest end seen so far.
     let mut total = 0.0;
-    let mut open: Option<(f64, f64)> = None;
+    let mut reach = f64::NEG_INFINITY;
     for (start, end) in spans {
-        open = match open {
-            Some((s, e)) if start <= e => Some((s, e.max(end))),
-            Some((s, e)) => {
-                total += e - s;
-                Some((start, end))
-            }
-            None => Some((start, end)),
-        };
+        let from = start.max(reach);
+        if end > from {
+            total += end - from;
+            reach = end;
+        }
     }
-    total + open.map_or(0.0, |(s, e)| e - s)
+    total
 }
 
 #[cfg(test)]
